@@ -1,0 +1,3 @@
+from cityplus.cli import app
+
+app()

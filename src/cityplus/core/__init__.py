@@ -1,0 +1,1 @@
+"""Shared infrastructure of CityPlus; knows no domain."""

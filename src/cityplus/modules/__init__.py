@@ -1,0 +1,1 @@
+"""Domain modules; each registers itself through the `cityplus.modules` entry-point group."""

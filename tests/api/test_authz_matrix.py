@@ -1,0 +1,83 @@
+"""Authorisation matrix: every route × every role (and anonymous) gets exactly what it declares."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+
+from cityplus.api.deps import route_access
+from cityplus.core.modules import ROLES
+
+PARAM_VALUES = {"code": "fgw", "number": "1", "n": "1", "user_id": "1", "token_id": "1"}
+
+
+def _path(route: APIRoute) -> str:
+    return re.sub(r"{(\w+)(:\w+)?}", lambda m: PARAM_VALUES.get(m.group(1), "1"), route.path)
+
+
+def _routes(app) -> list[tuple[APIRoute, str]]:  # type: ignore[no-untyped-def]
+    out = []
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            for method in sorted(route.methods - {"HEAD"}):
+                out.append((route, method))
+    return out
+
+
+def test_every_route_declares_access(app) -> None:  # type: ignore[no-untyped-def]
+    undeclared = [r.path for r, _ in _routes(app) if route_access(r) is None]
+    assert undeclared == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_matrix(app, client, make_user, token_for, ctx) -> None:  # type: ignore[no-untyped-def]
+    all_scopes = ctx.registry.all_scopes()
+    holders: dict[str, set[str]] = {s.name: set(s.roles) for s in all_scopes}
+    tokens = {role: token_for(make_user(role, org="fgw" if "department" in role else None)) for role in ROLES}
+    failures: list[str] = []
+    checked = 0
+    for route, method in _routes(app):
+        access = route_access(route)
+        path = _path(route)
+        is_page = not route.include_in_schema
+        kwargs: dict[str, Any] = {}
+        if method in ("POST", "PUT", "PATCH"):
+            kwargs["json"] = {}
+        # anonymous
+        r = await client.request(method, path, **kwargs)
+        checked += 1
+        if access == "public":
+            if r.status_code in (401, 403) and not _is_csrf(r):
+                failures.append(f"anonymous {method} {path}: public route answered {r.status_code}")
+        else:
+            ok = r.status_code == 401 or (is_page and r.status_code in (303, 307) and "/login" in
+                                          r.headers.get("location", ""))
+            if not ok:
+                failures.append(f"anonymous {method} {path}: expected 401, got {r.status_code}")
+        for role in ROLES:
+            r = await client.request(method, path, headers=tokens[role], **kwargs)
+            checked += 1
+            if access == "public":
+                allowed = True
+            else:
+                scope = access.split(":", 1)[1]  # type: ignore[union-attr]
+                allowed = role in holders[scope]
+            if allowed and (r.status_code == 401 or _is_scope_denial(r)):
+                failures.append(f"{role} {method} {path}: should be allowed, got {r.status_code}")
+            if not allowed and not (r.status_code == 403 and _is_scope_denial(r)):
+                failures.append(f"{role} {method} {path}: should be 403 for missing scope, got {r.status_code}")
+            if r.status_code >= 500:
+                failures.append(f"{role} {method} {path}: server error {r.status_code}")
+    assert not failures, "\n".join(failures)
+    assert checked > 100
+
+
+def _is_scope_denial(r) -> bool:  # type: ignore[no-untyped-def]
+    return r.status_code == 403 and "needs scope" in r.text
+
+
+def _is_csrf(r) -> bool:  # type: ignore[no-untyped-def]
+    return "CSRF" in r.text
