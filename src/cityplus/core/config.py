@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     base_url: str = Field(default="http://127.0.0.1:8000", description="Public base URL of the portal.")
     mqtt_url: str = Field(default="", description="MQTT broker URL (mqtt://host:1883); empty: not used.")
     bus_url: str = Field(default="", description="Event bus; empty: in-process, nats://host:4222: JetStream.")
+    bus_stream: str = Field(default="CITYPLUS", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                            description="JetStream stream (and subject prefix) for events.")
     smtp_url: str = Field(default="", description="SMTP relay (smtp://host:port); empty: mail disabled.")
     default_locale: str = Field(default="zh_CN", description="UI locale when the user has not chosen one.")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest request body.")
