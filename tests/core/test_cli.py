@@ -18,12 +18,22 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cli")
 
 
-def run(workdir: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess[str]:
+def run(
+    workdir: Path,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CITYPLUS_")}
     full_env.update({"CITYPLUS_VAR_DIR": str(workdir / "var"), "COLUMNS": "200", **(env or {})})
-    proc = subprocess.run([sys.executable, "-m", "cityplus", *args], cwd=workdir, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cityplus", *args],
+        cwd=workdir,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"cityplus {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -42,11 +52,21 @@ def test_cli_end_to_end(workdir: Path) -> None:
     assert db.execute("select count(*) from plan_tasks").fetchone()[0] == 46
     assert db.execute("select count(*) from core_users where username='admin'").fetchone()[0] == 1
 
-    created = run(workdir, "users", "create", "--username", "wang.wu", "--password", "long-enough-1",
-                  "--role", "department_staff", "--org", "hbj")
+    created = run(
+        workdir,
+        "users",
+        "create",
+        "--username",
+        "wang.wu",
+        "--password",
+        "long-enough-1",
+        "--role",
+        "department_staff",
+        "--org",
+        "hbj",
+    )
     assert "wang.wu" in created.stdout
-    bad = run(workdir, "users", "create", "--username", "x", "--password", "short", "--role", "mayor",
-              check=False)
+    bad = run(workdir, "users", "create", "--username", "x", "--password", "short", "--role", "mayor", check=False)
     assert bad.returncode == 1 and "username" in bad.stderr and "role" in bad.stderr
 
     tok = run(workdir, "tokens", "create", "--user", "wang.wu", "--scope", "account", "--days", "7")

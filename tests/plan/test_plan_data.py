@@ -94,7 +94,7 @@ def parse_seed(text):
 def seed():
     path = seed_path()
     if not path.is_file():
-        message = "shared/seed not found beside the repository: %s" % path
+        message = f"shared/seed not found beside the repository: {path}"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -140,7 +140,7 @@ def test_source_names_seed(plan):
 
 def test_areas_match_seed(seed, plan):
     seed_areas, _ = seed
-    for s, a in zip(seed_areas, plan["areas"]):
+    for s, a in zip(seed_areas, plan["areas"], strict=True):
         assert a["numeral"] == s["numeral"]
         assert a["title"]["zh"] == s["title"], a["number"]
         assert a["intro"]["zh"] == s["intro"], a["number"]
@@ -149,7 +149,7 @@ def test_areas_match_seed(seed, plan):
 
 def test_tasks_match_seed(seed, plan):
     _, seed_tasks = seed
-    for s, t in zip(seed_tasks, plan["tasks"]):
+    for s, t in zip(seed_tasks, plan["tasks"], strict=True):
         n = t["number"]
         assert t["numeral"] == s["numeral"], n
         assert t["area"] == s["area"], n

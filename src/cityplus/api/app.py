@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
 from cityplus import __version__
 from cityplus.api import admin, identity, ops, problems
 from cityplus.api.deps import route_access
 from cityplus.api.middleware import Metrics, RequestContextMiddleware
+from cityplus.api.routes import include, route_table
 from cityplus.core.config import Settings, get_settings
 from cityplus.core.context import AppContext
 from cityplus.core.db import Database
@@ -74,12 +74,12 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.state.metrics = metrics
     problems.install(app)
 
-    app.include_router(ops.router)
-    app.include_router(identity.router)
-    app.include_router(admin.router)
+    include(app, ops.router)
+    include(app, identity.router)
+    include(app, admin.router)
     for m in ctx.registry:
         for make in m.routers:
-            app.include_router(make(), prefix="/api/v1")
+            include(app, make(), prefix="/api/v1")
 
     from cityplus import web
 
@@ -93,12 +93,11 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
 def check_routes(app: FastAPI) -> None:
     """Refuse to start when a route does not declare its access or operation ids collide."""
     seen: dict[str, str] = {}
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
+    for entry in route_table(app):
+        route = entry.route
         if route_access(route) is None:
-            raise RouteDeclarationError(f"{route.path} declares neither a scope nor PUBLIC")
+            raise RouteDeclarationError(f"{entry.path} declares neither a scope nor PUBLIC")
         op = route.operation_id or route.name
-        if route.include_in_schema and op in seen and seen[op] != route.path:
-            raise RouteDeclarationError(f"operation id {op} used by {seen[op]} and {route.path}")
-        seen[op] = route.path
+        if route.include_in_schema and op in seen and seen[op] != entry.path:
+            raise RouteDeclarationError(f"operation id {op} used by {seen[op]} and {entry.path}")
+        seen[op] = entry.path

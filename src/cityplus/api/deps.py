@@ -32,9 +32,13 @@ Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed before the response is sent, rolled back on error."""
+    """One transaction per request: committed before the response is sent, rolled back on error.
+
+    Safe methods get a read-only session (on SQLite a WAL snapshot that never holds the write lock).
+    """
     ctx = get_ctx(request)
-    session = ctx.db.sessionmaker()
+    factory = ctx.db.read_sessionmaker if request.method in SAFE_METHODS else ctx.db.sessionmaker
+    session = factory()
     try:
         with session.begin():
             yield session
@@ -89,6 +93,12 @@ def resolve_principal(request: Request, session: Session) -> Principal | None:
     bearer = _bearer(request)
     if bearer is not None:
         found = identity.authenticate_token(session, bearer)
+        if found is not None and identity.token_needs_touch(found[1]):
+            if session.info.get("readonly"):
+                with ctx.db.session() as writer:
+                    identity.touch_token(writer, found[1].id)
+            else:
+                identity.touch_token(session, found[1].id)
         if found is None:
             raise Unauthenticated("the API token is unknown, expired or revoked",
                                   headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})

@@ -82,6 +82,10 @@ class RequestContextMiddleware:
             await send({"type": "http.response.body", "body": body})
 
         try:
+            if b"%00" in scope.get("query_string", b"") or "\x00" in scope.get("path", ""):
+                # No text column of any backend stores NUL (PostgreSQL refuses it): say so at the edge.
+                await reject(400, "bad-request", "Bad request", "NUL characters are not allowed in URLs")
+                return
             declared = headers.get(b"content-length")
             if declared is not None:
                 try:

@@ -25,7 +25,7 @@ async def healthz() -> dict[str, str]:
 
 
 def _check_db(ctx: AppContext) -> None:
-    with ctx.db.engine.connect() as conn:
+    with ctx.db.read_engine.connect() as conn:
         conn.execute(text("SELECT 1"))
 
 

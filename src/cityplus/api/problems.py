@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError as DBAPIDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cityplus.core.audit import request_id_var
@@ -87,11 +88,14 @@ def install(app: FastAPI) -> None:
                        headers=exc.headers, instance=request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Any:
         errors = validation_errors(exc)
         fields = ", ".join(sorted({e["field"] for e in errors}))
         status = 400 if any(e.get("code") == "json_invalid" for e in errors) else 422
         title = "Malformed JSON" if status == 400 else "Validation failed"
+        page = _html(request, status, title, f"invalid request: {fields}", None)
+        if page is not None:
+            return page
         return problem(status, title, f"invalid request: {fields}",
                        type_slug="malformed-json" if status == 400 else "validation-failed", errors=errors,
                        instance=request.url.path)
@@ -105,6 +109,14 @@ def install(app: FastAPI) -> None:
         if page is not None:
             return page
         return problem(exc.status_code, title, detail, type_slug=slug, headers=getattr(exc, "headers", None),
+                       instance=request.url.path)
+
+    @app.exception_handler(DBAPIDataError)
+    async def _data(request: Request, exc: DBAPIDataError) -> Any:
+        # The database refused a value the validation let through (out of range, bad encoding). The input is at
+        # fault, not the server: answer 400, but log it, since the validation should have caught it first.
+        log.warning("database_rejected_value", path=request.url.path, error=str(exc.orig)[:300])
+        return problem(400, "Bad request", "a value in the request cannot be stored", type_slug="bad-request",
                        instance=request.url.path)
 
     @app.exception_handler(Exception)

@@ -84,7 +84,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Read-only work (GET requests, readiness) takes a WAL snapshot and never waits for writers.
+            readonly = conn.get_execution_options().get("cityplus_readonly", False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -99,16 +101,23 @@ class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
+        # Same pool; on SQLite its transactions begin DEFERRED instead of IMMEDIATE (see make_engine).
+        self.read_engine = self.engine.execution_options(cityplus_readonly=True)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.read_sessionmaker = sessionmaker(self.read_engine, expire_on_commit=False, info={"readonly": True})
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session whose transaction commits on success and rolls back on error."""
-        with self.sessionmaker() as session, session.begin():
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error.
+
+        readonly=True is for work that does not write: on SQLite it neither takes nor waits for the write lock.
+        """
+        factory = self.read_sessionmaker if readonly else self.sessionmaker
+        with factory() as session, session.begin():
             yield session
 
     def dispose(self) -> None:

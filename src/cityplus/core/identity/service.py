@@ -14,7 +14,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from cityplus.core import audit
@@ -331,10 +331,16 @@ def authenticate_token(session: Session, secret: str) -> tuple[User, ApiToken] |
     user = session.get(User, token.user_id)
     if user is None or not user.is_active:
         return None
-    # Only touch last_used_at once a minute: keeps read requests from writing on every call.
-    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        token.last_used_at = now
     return user, token
+
+
+def token_needs_touch(token: ApiToken) -> bool:
+    """last_used_at is kept to the minute, so most requests with a token write nothing."""
+    return token.last_used_at is None or utcnow() - token.last_used_at > timedelta(minutes=1)
+
+
+def touch_token(session: Session, token_id: int) -> None:
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
 
 
 # --- web sessions and sign-in -----------------------------------------------------------------
