@@ -33,6 +33,7 @@ def build_context(settings: Settings | None = None, registry: ModuleRegistry | N
     settings.ensure_secret_key()
     db = db or Database(settings.database_url)
     registry = registry or ModuleRegistry.discover()
+    registry.load_event_types()
     return AppContext(settings=settings, db=db, registry=registry, bus=create_bus(settings, db))
 
 

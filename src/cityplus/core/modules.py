@@ -56,6 +56,7 @@ class Module:
     templates_dir: Path | None = None
     migrations_dir: Path | None = None
     models: str | None = None  # dotted path of the module holding its tables, e.g. "cityplus.modules.plan.models"
+    events: str | None = None  # dotted path of the module defining its event types (imported at start-up)
     cli: Callable[[], Any] | None = None  # returns a typer.Typer
     demo_loader: Callable[[Session, AppContext], None] | None = None
     event_handlers: Sequence[Handler] = ()
@@ -145,6 +146,15 @@ class ModuleRegistry:
 
     def modules_for_task(self, task: int) -> list[Module]:
         return [m for m in self.modules if task in m.plan_tasks]
+
+    def load_event_types(self) -> None:
+        """Import every module's event types, so a process can decode events before it publishes any."""
+        import importlib
+
+        importlib.import_module("cityplus.core.identity.events")
+        for m in self.modules:
+            if m.events:
+                importlib.import_module(m.events)
 
     def migration_dirs(self) -> list[Path]:
         return [m.migrations_dir for m in self.modules if m.migrations_dir is not None]

@@ -17,10 +17,11 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from cityplus.core import audit
+from cityplus.core import audit, events
 from cityplus.core.audit import Actor
 from cityplus.core.db import utcnow
 from cityplus.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from cityplus.core.identity.events import UserChanged
 from cityplus.core.identity.models import ApiToken, LoginThrottle, Organisation, User, WebSession
 from cityplus.core.modules import ROLES, Scope
 
@@ -151,9 +152,6 @@ def create_user(
 
 
 def _emit_user_event(session: Session, what: str, user: User) -> None:
-    from cityplus.core import events
-    from cityplus.core.identity.events import UserChanged
-
     events.record(session, UserChanged(change=what, user_id=user.id, username=user.username, role=user.role))
 
 

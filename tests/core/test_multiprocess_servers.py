@@ -1,0 +1,150 @@
+"""Two `cityplus serve` processes on one PostgreSQL and one NATS JetStream share the platform's events.
+
+Users are created through both servers' APIs; every resulting event must reach the event journal exactly once
+(the journal is one consumer group shared by both processes) and both processes must have handled some.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from cityplus.core.audit import Actor
+from cityplus.core.db import Database
+from cityplus.core.events import EventOutbox, EventReceipt
+from cityplus.core.identity import service as identity
+from cityplus.core.modules import ModuleRegistry
+from tests.conftest import need
+
+pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.postgres]
+NATS_URL = os.environ.get("CITYPLUS_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"server at {base} not ready:\n{log.read_text()[-3000:]}")
+
+
+async def _delete_stream(name: str) -> None:
+    import nats
+
+    nc = await nats.connect(NATS_URL, connect_timeout=3)
+    try:
+        await nc.jetstream().delete_stream(name)
+    except Exception:  # already gone
+        pass
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_two_servers_share_events(db_url: str, tmp_path: Path) -> None:
+    need(_reachable("127.0.0.1", 4222), "NATS JetStream is not reachable on 127.0.0.1:4222")
+    stream = f"CITYPLUS_T{uuid.uuid4().hex[:10].upper()}"
+    db = Database(db_url)
+    try:
+        with db.session() as session:
+            identity.load_organisations(session)
+            admin = identity.create_user(session, Actor.system("test"), username="ops.admin",
+                                         password="long-enough-1", role="platform_admin")
+            secret = identity.create_token(session, Actor.system("test"), admin, name="t", scopes=[
+                "users.manage", "events.read"], days=1, all_scopes=ModuleRegistry.discover().all_scopes()).secret
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CITYPLUS_")}
+        env.update({"CITYPLUS_DATABASE_URL": db_url, "CITYPLUS_BUS_URL": NATS_URL, "CITYPLUS_BUS_STREAM": stream,
+                    "CITYPLUS_SECRET_KEY": "shared-secret-for-test", "CITYPLUS_VAR_DIR": str(tmp_path / "var")})
+        procs, bases, logs = [], [], []
+        try:
+            for i in range(2):
+                port = _free_port()
+                log = tmp_path / f"server{i}.log"
+                logs.append(log)
+                with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+                    procs.append(subprocess.Popen(
+                        [sys.executable, "-m", "cityplus", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                        cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT))
+                bases.append(f"http://127.0.0.1:{port}")
+            for proc, base, log in zip(procs, bases, logs, strict=True):
+                _wait_ready(base, proc, log)
+            headers = {"Authorization": f"Bearer {secret}"}
+            created = []
+            with httpx.Client(headers=headers, timeout=10) as client:
+                for i in range(40):
+                    name = f"mp.user{i}"
+                    r = client.post(f"{bases[i % 2]}/api/v1/users",
+                                    json={"username": name, "password": "long-enough-1", "role": "citizen"})
+                    assert r.status_code == 201, r.text
+                    created.append(name)
+                    if i % 10 == 9:
+                        time.sleep(0.3)  # bursts, as real traffic comes
+                deadline = time.monotonic() + 30
+                journal: list[dict[str, object]] = []
+                while time.monotonic() < deadline:
+                    r = client.get(f"{bases[1]}/api/v1/events",
+                                   params={"name": "identity.user_changed", "limit": 500})
+                    assert r.status_code == 200, r.text
+                    journal = [e for e in r.json() if e["payload"]["username"] in created]
+                    if len(journal) >= len(created):
+                        break
+                    time.sleep(0.3)
+            names = sorted(e["payload"]["username"] for e in journal)  # type: ignore[index]
+            assert names == sorted(created), "every event reached the journal, none twice"
+            handled_by = {e["handled_by"] for e in journal}
+            assert len(handled_by) == 2, f"both processes share the consumer group: {handled_by}"
+            # Every event recorded (including the seed's, from before the servers started) was published once
+            # and handled once by the journal group.
+            deadline = time.monotonic() + 20
+            while True:
+                with db.session() as session:
+                    unpublished = session.scalar(select(func.count()).where(EventOutbox.published_at.is_(None)))
+                    receipts = session.scalar(
+                        select(func.count()).where(EventReceipt.group == "core.event-journal"))
+                    total = session.scalar(select(func.count()).select_from(EventOutbox))
+                if (unpublished == 0 and receipts == total) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            assert unpublished == 0
+            assert receipts == total
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            asyncio.run(_delete_stream(stream))
+    finally:
+        db.dispose()
