@@ -7,6 +7,7 @@ Users are created through both servers' APIs; every resulting event must reach t
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -137,6 +138,10 @@ def test_two_servers_share_events(db_url: str, tmp_path: Path) -> None:
                 time.sleep(0.3)
             assert unpublished == 0
             assert receipts == total
+            # Operations: each server logs JSON lines, one per request, carrying the request id.
+            lines = [json.loads(line) for line in logs[0].read_text().splitlines() if line.startswith("{")]
+            requests = [e for e in lines if e.get("event") == "http_request" and e.get("route") == "/api/v1/users"]
+            assert requests and all(len(e["request_id"]) == 32 and e["status"] == 201 for e in requests)
         finally:
             for proc in procs:
                 proc.terminate()

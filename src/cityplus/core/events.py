@@ -420,6 +420,14 @@ def handle_broadcast(db: Database, handler: Handler, event: Event) -> bool:
     return True
 
 
+def log_handler_failure(handler: Handler, event: Event, attempt: int, final: bool) -> None:
+    """Log a handler exception (call from an except block): a warning while it will be retried, else an error."""
+    (log.error if final else log.warning)(
+        "event_handler_failed", group=handler.group, event_name=event.name, event_id=event.id, attempt=attempt,
+        final=final, exc_info=True,
+    )
+
+
 def decode_event(name: str, payload: Mapping[str, Any], event_id: str) -> Event | None:
     """Build the typed event, or log and return None when this process cannot (unknown type, bad payload)."""
     try:
@@ -672,15 +680,7 @@ class OutboxRelayBus(EventBus):
                 ran = await asyncio.to_thread(run, self.db, handler, event)
             except Exception:
                 final = attempt == attempts
-                (log.error if final else log.warning)(
-                    "event_handler_failed",
-                    group=handler.group,
-                    event_name=event.name,
-                    event_id=event.id,
-                    attempt=attempt,
-                    final=final,
-                    exc_info=True,
-                )
+                log_handler_failure(handler, event, attempt, final)
                 if final:
                     return
                 await asyncio.sleep(self.retry_delays[attempt - 1])

@@ -33,6 +33,7 @@ from cityplus.core.events import (
     decode_event,
     handle_in_group,
     log,
+    log_handler_failure,
     process_identity,
 )
 
@@ -376,15 +377,7 @@ class NatsBus(OutboxRelayBus):
                 ran = await self._with_progress(msg, handle_in_group, self.db, handler, event)
             except Exception:
                 final = attempt >= self.max_deliver
-                (log.error if final else log.warning)(
-                    "event_handler_failed",
-                    group=handler.group,
-                    event_name=event.name,
-                    event_id=event.id,
-                    attempt=attempt,
-                    final=final,
-                    exc_info=True,
-                )
+                log_handler_failure(handler, event, attempt, final)
                 if final:
                     await msg.term()
                 else:

@@ -409,6 +409,8 @@ def login(session: Session, username: str, password: str, client: str | None, *,
 
 
 def start_session(session: Session, user: User, hours: int) -> tuple[str, WebSession]:
+    # Expired sessions are refused on sight; pruning them here keeps the table at live sessions only.
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id, WebSession.expires_at <= utcnow()))
     raw = secrets.token_urlsafe(32)
     ws = WebSession(id_hash=digest(raw), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
                     expires_at=utcnow() + timedelta(hours=hours))
@@ -440,12 +442,6 @@ def end_session(session: Session, raw: str, actor: Actor) -> None:
 
 def end_sessions(session: Session, user: User) -> None:
     session.execute(delete(WebSession).where(WebSession.user_id == user.id))
-
-
-def purge_expired(session: Session) -> int:
-    now = utcnow()
-    n = session.execute(delete(WebSession).where(WebSession.expires_at <= now)).rowcount or 0
-    return int(n)
 
 
 def check_same_org(actor_user: User, target: User) -> None:
