@@ -13,7 +13,8 @@ def test_schema_is_at_heads_and_matches_models(ctx) -> None:  # type: ignore[no-
     state = migrate.current(ctx.db, ctx.registry)
     assert state["up_to_date"], state
     with ctx.db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        mc = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": migrate.include_object})
+        diff = compare_metadata(mc, Base.metadata)
     assert diff == [], f"models and migrations differ: {diff}"
 
 
@@ -30,6 +31,6 @@ def test_fresh_database_reports_pending(tmp_path) -> None:  # type: ignore[no-un
     try:
         state = migrate.current(db, ModuleRegistry.discover())
         assert not state["up_to_date"] and state["applied"] == []
-        assert {"core_0001", "plan_0001"} <= set(state["heads"])
+        assert {"core_0001", "plan_0001", "context_0001"} <= set(state["heads"])
     finally:
         db.dispose()

@@ -81,6 +81,8 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     for m in ctx.registry:
         for make in m.routers:
             include(app, make(), prefix="/api/v1")
+        for make in m.standard_routers:
+            include(app, make())
 
     from cityplus import web
 

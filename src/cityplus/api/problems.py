@@ -19,9 +19,10 @@ log = structlog.get_logger("cityplus.api")
 
 
 def problem(status: int, title: str, detail: str, *, type_slug: str, errors: list[dict[str, Any]] | None = None,
-            headers: dict[str, str] | None = None, instance: str | None = None) -> JSONResponse:
+            headers: dict[str, str] | None = None, instance: str | None = None,
+            type_uri: str | None = None) -> JSONResponse:
     body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + type_slug,
+        "type": type_uri or PROBLEM_TYPE_BASE + type_slug,
         "title": title,
         "status": status,
         "detail": detail,
@@ -59,7 +60,7 @@ STATUS_SLUGS = {400: "bad-request", 401: "unauthenticated", 403: "forbidden", 40
                 415: "unsupported-media-type", 422: "validation-failed", 429: "too-many-requests"}
 
 
-API_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/openapi.json")
+API_PREFIXES = ("/api/", "/ngsi-ld/", "/healthz", "/readyz", "/metrics", "/openapi.json")
 
 
 def wants_html(request: Request) -> bool:
@@ -85,7 +86,7 @@ def install(app: FastAPI) -> None:
         if page is not None:
             return page
         return problem(exc.status, exc.title, exc.detail, type_slug=exc.type_slug, errors=exc.errors,
-                       headers=exc.headers, instance=request.url.path)
+                       headers=exc.headers, instance=request.url.path, type_uri=exc.type_uri)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Any:

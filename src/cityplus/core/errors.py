@@ -11,6 +11,8 @@ class DomainError(Exception):
     status = 400
     title = "Bad request"
     type_slug = "bad-request"
+    # Standard APIs keep their standard error types (e.g. NGSI-LD's ETSI URIs); None: the platform's own.
+    type_uri: str | None = None
 
     def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None,
                  headers: dict[str, str] | None = None) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -15,6 +17,14 @@ from cityplus.core.db import Database
 from cityplus.core.modules import ModuleRegistry
 
 CORE_DIR = Path(__file__).parent / "migrations"
+# SQLite R*Tree virtual tables (and their shadow tables) are created by migrations with raw DDL; models don't
+# describe them, so schema comparison leaves them alone.
+_UNMANAGED = re.compile(r".+_rtree(_node|_parent|_rowid)?$")
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic filter: compare every table the models describe, skip the unmanaged virtual ones."""
+    return not (type_ == "table" and reflected and compare_to is None and name and _UNMANAGED.match(name))
 
 
 def _import_models(registry: ModuleRegistry) -> None:

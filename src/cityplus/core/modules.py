@@ -51,7 +51,8 @@ class Module:
     title: dict[str, str]
     plan_tasks: tuple[int, ...] = ()
     scopes: tuple[Scope, ...] = ()
-    routers: Sequence[Callable[[], APIRouter]] = ()
+    routers: Sequence[Callable[[], APIRouter]] = ()  # native APIs, mounted under /api/v1
+    standard_routers: Sequence[Callable[[], APIRouter]] = ()  # standard APIs at their own paths (/ngsi-ld/v1 …)
     page_routers: Sequence[Callable[[], APIRouter]] = ()
     templates_dir: Path | None = None
     migrations_dir: Path | None = None

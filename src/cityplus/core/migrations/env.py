@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from cityplus.core.db import Base
+from cityplus.core.migrate import include_object
 
 config = context.config
 connection = config.attributes["connection"]
@@ -13,6 +14,7 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_object=include_object,
 )
 with context.begin_transaction():
     context.run_migrations()

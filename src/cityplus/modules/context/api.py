@@ -1,0 +1,227 @@
+"""The NGSI-LD API (/ngsi-ld/v1): entities, attributes, batch operations, discovery. Thin over service.py."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from cityplus.api.deps import DbSession, get_ctx
+from cityplus.core import audit
+from cityplus.modules.context import geo as geomod
+from cityplus.modules.context import http, service
+from cityplus.modules.context import query as qmod
+from cityplus.modules.context.api_common import (
+    PREFIX,
+    Body,
+    Reader,
+    Writer,
+    actor_of,
+    attrs_param,
+    expand_entity,
+    ld_request,
+    open_types,
+    render,
+    update_result,
+)
+from cityplus.modules.context.errors import BadRequestData, ResourceNotFound
+from cityplus.modules.context.runtime import runtime
+
+
+def router() -> APIRouter:
+    r = APIRouter(prefix=PREFIX, tags=["ngsi-ld"])
+
+    @r.post("/entities", status_code=201, operation_id="ngsild_create_entity")
+    def create_entity(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+        """Create an entity."""
+        ld = ld_request(request, *body)
+        entity = expand_entity(body[0], ld)
+        service.create_entity(session, http.tenant_of(request), entity)
+        audit.append(session, actor_of(principal), "context.entity_create", "ngsi_ld_entity", entity["id"],
+                     {"tenant": http.tenant_of(request), "types": entity["type"]})
+        return Response(status_code=201, headers={"Location": f"{PREFIX}/entities/{entity['id']}"})
+
+    @r.get("/entities", operation_id="ngsild_query_entities")
+    def query_entities(request: Request, principal: Reader, session: DbSession) -> Response:
+        """Query entities by id, idPattern, type, attrs, q, scopeQ and geo-query, paged."""
+        ld = ld_request(request)
+        p = request.query_params
+        rt = runtime(get_ctx(request))
+        limit = http.int_param(request, "limit", rt.settings.default_limit, minimum=0)
+        offset = http.int_param(request, "offset", 0)
+        count = p.get("count") == "true"
+        service.check_limit(limit, rt.settings.max_limit)
+        query = build_query(ld, {k: p.get(k) for k in ("id", "idPattern", "type", "q", "scopeQ", "georel",
+                                                       "geometry", "coordinates", "geoproperty")},
+                            attrs_param(request, ld), limit, offset, count)
+        visible = open_types(request, ld)
+        if visible is not None:
+            query.types = service.TypeExpr(tuple((t,) for t in visible)) if query.types is None else \
+                service.TypeExpr(tuple(g for g in query.types.groups if set(g) & visible))
+            if not query.types.groups:
+                return http.ld_response([], ld)
+        if limit == 0 and not count:
+            raise BadRequestData("limit=0 is only allowed with count=true")
+        page, total = service.query_entities(session, http.tenant_of(request), query)
+        docs = [render(request, ld, e, query.attrs) for e in page]
+        headers: dict[str, str] = {}
+        if total is not None:
+            headers["NGSILD-Results-Count"] = str(total)
+        links = _page_links(request, offset, limit, len(page), total)
+        if links:
+            headers["Link"] = ", ".join(filter(None, [http.link_header(ld).get("Link"), links]))
+        return http.ld_response(docs, ld, headers=headers)
+
+    @r.get("/entities/{entity_id}", operation_id="ngsild_get_entity")
+    def get_entity(entity_id: str, request: Request, principal: Reader, session: DbSession) -> Response:
+        """One entity."""
+        ld = ld_request(request)
+        ent = service.get_entity(session, http.tenant_of(request), entity_id)
+        visible = open_types(request, ld)
+        if visible is not None and not visible & set(ent.types):
+            raise ResourceNotFound(f"entity {entity_id} not found")
+        return http.ld_response(render(request, ld, ent, attrs_param(request, ld)), ld)
+
+    @r.put("/entities/{entity_id}", status_code=204, operation_id="ngsild_replace_entity")
+    def replace_entity(entity_id: str, request: Request, body: Body, principal: Writer, session: DbSession
+                       ) -> Response:
+        """Replace an entity."""
+        ld = ld_request(request, *body)
+        entity = expand_entity(body[0], ld, require_id=False)
+        if entity.get("id", entity_id) != entity_id:
+            raise BadRequestData("the body's id differs from the id in the path")
+        entity["id"] = entity_id
+        service.replace_entity(session, http.tenant_of(request), entity_id, entity)
+        audit.append(session, actor_of(principal), "context.entity_replace", "ngsi_ld_entity", entity_id,
+                     {"tenant": http.tenant_of(request)})
+        return Response(status_code=204)
+
+    @r.patch("/entities/{entity_id}", status_code=204, operation_id="ngsild_merge_entity")
+    def merge_entity(entity_id: str, request: Request, body: Body, principal: Writer, session: DbSession
+                     ) -> Response:
+        """Merge-patch an entity (urn:ngsi-ld:null deletes an attribute)."""
+        ld = ld_request(request, *body)
+        fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
+        if fragment.get("id", entity_id) != entity_id:
+            raise BadRequestData("the body's id differs from the id in the path")
+        service.merge_entity(session, http.tenant_of(request), entity_id, fragment)
+        return Response(status_code=204)
+
+    @r.delete("/entities/{entity_id}", status_code=204, operation_id="ngsild_delete_entity")
+    def delete_entity(entity_id: str, request: Request, principal: Writer, session: DbSession) -> Response:
+        """Delete an entity."""
+        service.delete_entity(session, http.tenant_of(request), entity_id)
+        audit.append(session, actor_of(principal), "context.entity_delete", "ngsi_ld_entity", entity_id,
+                     {"tenant": http.tenant_of(request)})
+        return Response(status_code=204)
+
+    @r.post("/entities/{entity_id}/attrs", operation_id="ngsild_append_attrs")
+    def append_attrs(entity_id: str, request: Request, body: Body, principal: Writer, session: DbSession
+                     ) -> Response:
+        """Append attributes (options=noOverwrite keeps existing ones)."""
+        ld = ld_request(request, *body)
+        opts, _ = http.options(request)
+        fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
+        result = service.append_attrs(session, http.tenant_of(request), entity_id, fragment,
+                                      no_overwrite="noOverwrite" in opts)
+        return update_result(result, ld)
+
+    @r.patch("/entities/{entity_id}/attrs", operation_id="ngsild_update_attrs")
+    def update_attrs(entity_id: str, request: Request, body: Body, principal: Writer, session: DbSession
+                     ) -> Response:
+        """Update existing attributes."""
+        ld = ld_request(request, *body)
+        fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
+        return update_result(service.update_attrs(session, http.tenant_of(request), entity_id, fragment), ld)
+
+    def _attr_fragment(request: Request, body: tuple[Any, str], attr: str) -> tuple[str, dict[str, Any]]:
+        ld = ld_request(request, *body)
+        raw = body[0]
+        if not isinstance(raw, dict):
+            raise BadRequestData("the body must be an attribute object")
+        raw = {k: v for k, v in raw.items() if k != "@context"}
+        name = ld.active.expand_term(attr)
+        expanded = expand_entity({attr: raw}, ld, require_id=False, require_type=False)
+        fragment = expanded[name]
+        if isinstance(fragment, list):
+            raise BadRequestData("give one attribute instance")
+        return name, fragment
+
+    @r.patch("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_patch_attr")
+    def patch_attr(entity_id: str, attr: str, request: Request, body: Body, principal: Writer, session: DbSession
+                   ) -> Response:
+        """Partially update one attribute."""
+        if not isinstance(body[0], dict):
+            raise BadRequestData("the body must be an attribute object")
+        ld = ld_request(request, *body)
+        name = ld.active.expand_term(attr)
+        raw = {k: v for k, v in body[0].items() if k != "@context"}
+        current = service.get_entity(session, http.tenant_of(request), entity_id).attrs.get(name)
+        if current is None:
+            raise ResourceNotFound(f"entity {entity_id} has no attribute {attr}")
+        if "type" not in raw:
+            ds = raw.get("datasetId")
+            inst = next((i for i in service.instances(current) if i.get("datasetId") == ds), None)
+            if inst is not None:
+                raw["type"] = inst.get("type")
+        name, fragment = _attr_fragment(request, (raw, body[1]), attr)
+        service.update_attr(session, http.tenant_of(request), entity_id, name, fragment, replace=False)
+        return Response(status_code=204)
+
+    @r.put("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_replace_attr")
+    def replace_attr(entity_id: str, attr: str, request: Request, body: Body, principal: Writer,
+                     session: DbSession) -> Response:
+        """Replace one attribute."""
+        name, fragment = _attr_fragment(request, body, attr)
+        service.update_attr(session, http.tenant_of(request), entity_id, name, fragment, replace=True)
+        return Response(status_code=204)
+
+    @r.delete("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_delete_attr")
+    def delete_attr(entity_id: str, attr: str, request: Request, principal: Writer, session: DbSession
+                    ) -> Response:
+        """Delete an attribute (one datasetId, or all instances with deleteAll=true)."""
+        ld = ld_request(request)
+        service.delete_attr(session, http.tenant_of(request), entity_id, ld.active.expand_term(attr),
+                            dataset_id=request.query_params.get("datasetId"),
+                            delete_all=request.query_params.get("deleteAll") == "true")
+        return Response(status_code=204)
+
+    return r
+
+
+def build_query(ld: http.LdRequest, p: dict[str, Any], attrs: list[str] | None, limit: int, offset: int,
+                count: bool) -> service.EntityQuery:
+    """An EntityQuery from URL parameters or a Query body (names expanded with the caller's context)."""
+    expand = ld.active.expand_term
+    try:
+        q = qmod.parse_q(p["q"], expand) if p.get("q") else None
+        scope_q = qmod.parse_scope_q(p["scopeQ"]) if p.get("scopeQ") else None
+    except qmod.QuerySyntaxError as exc:
+        raise BadRequestData(f"invalid query: {exc}") from None
+    try:
+        geo = geomod.parse_geo_query(p.get("georel"), p.get("geometry"), p.get("coordinates"),
+                                     p.get("geoproperty"), expand)
+    except geomod.GeoQueryError as exc:
+        raise BadRequestData(str(exc)) from None
+    ids = p.get("id")
+    if isinstance(ids, str):
+        ids = [i.strip() for i in ids.split(",") if i.strip()]
+    types = service.parse_types(p["type"], expand) if p.get("type") else None
+    return service.EntityQuery(ids=ids or None, id_pattern=p.get("idPattern"), types=types, q=q, scope_q=scope_q,
+                               geo=geo, attrs=attrs, limit=limit, offset=offset, count=count)
+
+
+def _page_links(request: Request, offset: int, limit: int, returned: int, total: int | None) -> str:
+    links = []
+    params = dict(request.query_params)
+    base = str(request.url.path)
+    if offset > 0 and limit > 0:
+        prev = {**params, "offset": str(max(0, offset - limit)), "limit": str(limit)}
+        links.append(f'<{base}?{urlencode(prev)}>; rel="prev"; type="application/ld+json"')
+    more = (total is not None and offset + limit < total) or (total is None and returned == limit and limit > 0)
+    if more:
+        nxt = {**params, "offset": str(offset + limit), "limit": str(limit)}
+        links.append(f'<{base}?{urlencode(nxt)}>; rel="next"; type="application/ld+json"')
+    return ", ".join(links)

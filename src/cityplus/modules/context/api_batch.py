@@ -1,0 +1,179 @@
+"""NGSI-LD batch operations (/entityOperations/*): each entity succeeds or fails alone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.orm import Session
+
+from cityplus.api.deps import DbSession, get_ctx
+from cityplus.core import audit
+from cityplus.modules.context import http, service
+from cityplus.modules.context.api import build_query
+from cityplus.modules.context.api_common import (
+    PREFIX,
+    Body,
+    Reader,
+    Writer,
+    actor_of,
+    expand_entity,
+    ld_request,
+    render,
+)
+from cityplus.modules.context.errors import BadRequestData, NgsiLdError
+from cityplus.modules.context.normalize import is_uri
+from cityplus.modules.context.runtime import runtime
+
+MAX_BATCH = 10_000
+
+
+def _problem(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, NgsiLdError):
+        return {"type": exc.type_uri, "title": exc.title, "status": exc.status, "detail": exc.detail}
+    return {"type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData", "title": "BadRequestData", "status": 400,
+            "detail": str(exc)}
+
+
+def _entities(body: Any) -> list[Any]:
+    if not isinstance(body, list):
+        raise BadRequestData("the body must be a JSON array of entities")
+    if len(body) > MAX_BATCH:
+        raise BadRequestData(f"at most {MAX_BATCH} entities per batch")
+    return body
+
+
+def _result(res: service.BatchResult, *, ok_status: int, ok_body: Any = None) -> Response:
+    if not res.errors:
+        return JSONResponse(ok_body, status_code=ok_status) if ok_body is not None else Response(status_code=ok_status)
+    return JSONResponse({"success": res.success,
+                         "errors": [{"entityId": eid, "error": _problem(exc)} for eid, exc in res.errors]},
+                        status_code=207)
+
+
+def router() -> APIRouter:
+    r = APIRouter(prefix=f"{PREFIX}/entityOperations", tags=["ngsi-ld"])
+
+    def _run(request: Request, session: Session, body: tuple[Any, str], op: Callable[[Session, dict[str, Any]], Any],
+             *, require_type: bool = True) -> service.BatchResult:
+        """Expand each entity (a bad one fails alone), then run op on each in its own savepoint."""
+        shared = ld_request(request, None, http.JSON) if body[1] == http.JSON else None
+        failed: list[tuple[str, Exception]] = []
+        entities: list[dict[str, Any]] = []
+        for raw in _entities(body[0]):
+            try:
+                # application/ld+json batches carry an @context in every element.
+                ld = shared or ld_request(request, raw, http.JSONLD)
+                entities.append(expand_entity(raw, ld, require_type=require_type))
+            except NgsiLdError as exc:
+                failed.append((str(raw.get("id") if isinstance(raw, dict) else raw), exc))
+        res = service.batch(session, [(e["id"], (lambda s, e=e: op(s, e))) for e in entities])
+        res.errors = failed + res.errors
+        return res
+
+    @r.post("/create", operation_id="ngsild_batch_create")
+    def batch_create(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+        """Create entities; 201 with their ids, or 207 listing successes and errors."""
+        tenant = http.tenant_of(request)
+        res = _run(request, session, body, lambda s, e: service.create_entity(s, tenant, e))
+        _audit(session, principal, "create", res, tenant)
+        return _result(res, ok_status=201, ok_body=res.success)
+
+    @r.post("/upsert", operation_id="ngsild_batch_upsert")
+    def batch_upsert(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+        """Create or update entities (options=update appends, default replaces)."""
+        tenant = http.tenant_of(request)
+        opts, _ = http.options(request)
+        created: list[str] = []
+
+        def op(s: Session, e: dict[str, Any]) -> None:
+            if service.upsert_entity(s, tenant, e, replace="update" not in opts):
+                created.append(e["id"])
+
+        res = _run(request, session, body, op)
+        _audit(session, principal, "upsert", res, tenant)
+        if res.errors:
+            return _result(res, ok_status=204)
+        return JSONResponse(created, status_code=201) if created else Response(status_code=204)
+
+    @r.post("/update", operation_id="ngsild_batch_update")
+    def batch_update(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+        """Update attributes of existing entities (options=noOverwrite keeps existing attributes)."""
+        tenant = http.tenant_of(request)
+        opts, _ = http.options(request)
+
+        def op(s: Session, e: dict[str, Any]) -> None:
+            service.append_attrs(s, tenant, e["id"], e, no_overwrite="noOverwrite" in opts)
+
+        res = _run(request, session, body, op, require_type=False)
+        _audit(session, principal, "update", res, tenant)
+        return _result(res, ok_status=204)
+
+    @r.post("/merge", operation_id="ngsild_batch_merge")
+    def batch_merge(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+        """Merge-patch existing entities."""
+        tenant = http.tenant_of(request)
+        res = _run(request, session, body, lambda s, e: service.merge_entity(s, tenant, e["id"], e),
+                      require_type=False)
+        _audit(session, principal, "merge", res, tenant)
+        return _result(res, ok_status=204)
+
+    @r.post("/delete", operation_id="ngsild_batch_delete")
+    def batch_delete(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+        """Delete entities by id."""
+        tenant = http.tenant_of(request)
+        ids = _entities(body[0])
+        res = service.BatchResult()
+        valid = []
+        for eid in ids:
+            if is_uri(eid):
+                valid.append(eid)
+            else:
+                res.errors.append((str(eid), BadRequestData(f"{eid!r} is not an entity id (URI)")))
+        ran = service.batch(session, [(eid, (lambda s, eid=eid: service.delete_entity(s, tenant, eid)))
+                                      for eid in valid])
+        res.success, res.errors = ran.success, res.errors + ran.errors
+        _audit(session, principal, "delete", res, tenant)
+        return _result(res, ok_status=204)
+
+    @r.post("/query", operation_id="ngsild_batch_query")
+    def batch_query(request: Request, body: Body, principal: Reader, session: DbSession) -> Response:
+        """Query entities with a Query object in the body (same semantics as GET /entities)."""
+        data = body[0]
+        if not isinstance(data, dict) or data.get("type") != "Query":
+            raise BadRequestData("the body must be a Query object with \"type\": \"Query\"")
+        ld = ld_request(request, *body)
+        rt = runtime(get_ctx(request))
+        limit = http.int_param(request, "limit", rt.settings.default_limit)
+        offset = http.int_param(request, "offset", 0)
+        service.check_limit(limit, rt.settings.max_limit)
+        entities = data.get("entities") or []
+        if not isinstance(entities, list):
+            raise BadRequestData("entities must be a list of EntitySelector")
+        ids = [e["id"] for e in entities if isinstance(e, dict) and "id" in e]
+        types = "|".join(e["type"] for e in entities if isinstance(e, dict) and isinstance(e.get("type"), str))
+        patterns = [e["idPattern"] for e in entities if isinstance(e, dict) and "idPattern" in e]
+        geo = data.get("geoQ") or {}
+        if not isinstance(geo, dict):
+            raise BadRequestData("geoQ must be an object")
+        attrs = data.get("attrs")
+        query = build_query(ld, {"id": ids or None, "idPattern": patterns[0] if patterns else None,
+                                 "type": types or None, "q": data.get("q"), "scopeQ": data.get("scopeQ"),
+                                 "georel": geo.get("georel"), "geometry": geo.get("geometry"),
+                                 "coordinates": geo.get("coordinates"), "geoproperty": geo.get("geoproperty")},
+                            [ld.active.expand_term(a) for a in attrs] if isinstance(attrs, list) else None,
+                            limit, offset, request.query_params.get("count") == "true")
+        page, total = service.query_entities(session, http.tenant_of(request), query)
+        headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
+        return http.ld_response([render(request, ld, e, query.attrs) for e in page], ld, headers=headers)
+
+    return r
+
+
+def _audit(session: Session, principal: Any, what: str, res: service.BatchResult, tenant: str | None) -> None:
+    # One summary entry per batch, not one per entity: batches carry sensor readings by the thousand.
+    if res.success:
+        audit.append(session, actor_of(principal), f"context.batch_{what}", "ngsi_ld_batch", str(len(res.success)),
+                     {"tenant": tenant, "succeeded": len(res.success), "failed": len(res.errors)})

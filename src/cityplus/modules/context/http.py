@@ -1,0 +1,168 @@
+"""Request parsing and response shaping for the NGSI-LD API (content types, contexts, options, tenants)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from cityplus.modules.context import jsonld
+from cityplus.modules.context.errors import (
+    BadRequestData,
+    InvalidRequest,
+    LdContextNotAvailable,
+    NotAcceptable,
+    UnsupportedMediaType,
+)
+from cityplus.modules.context.normalize import concise, simplified
+
+JSON, JSONLD, MERGE_PATCH = "application/json", "application/ld+json", "application/merge-patch+json"
+TENANT_HEADER = "ngsild-tenant"
+FORMATS = {"normalized", "concise", "simplified", "keyValues"}
+
+
+def tenant_of(request: Request) -> str | None:
+    return request.headers.get(TENANT_HEADER)
+
+
+async def read_body(request: Request, *, merge_patch: bool = False) -> tuple[Any, str]:
+    """The JSON body and its media type; 415 for other content types, 400 InvalidRequest for bad JSON."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    allowed = {JSON, JSONLD} | ({MERGE_PATCH} if merge_patch else set())
+    if ctype not in allowed:
+        raise UnsupportedMediaType(f"Content-Type must be one of {', '.join(sorted(allowed))}, not {ctype or 'none'}")
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    return body, ctype
+
+
+@dataclass
+class LdRequest:
+    """The caller's @context, resolved, and how the response must carry it."""
+
+    active: jsonld.ActiveContext
+    context: Any  # what the caller sent (URL, object, list) or None for the core context
+    accept: str
+
+
+def negotiate(request: Request) -> str:
+    """application/json (context in a Link header) or application/ld+json (context in the body)."""
+    accept = request.headers.get("accept", "*/*").lower()
+    if not accept.strip():
+        return JSON
+    best: tuple[float, str] | None = None
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        q = 1.0
+        for p in params.split(";"):
+            k, _, v = p.strip().partition("=")
+            if k == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        media = media.strip()
+        choice = {"application/json": JSON, "application/ld+json": JSONLD, "application/*": JSON,
+                  "*/*": JSON, "application/geo+json": None}.get(media)
+        if choice and q > 0 and (best is None or q > best[0]):
+            best = (q, choice)
+    if best is None:
+        raise NotAcceptable(f"cannot produce {accept}; use application/json or application/ld+json")
+    return best[1]
+
+
+def resolve(request: Request, resolver: jsonld.ContextResolver, body: Any = None, media: str | None = None
+            ) -> LdRequest:
+    """Apply the spec's rules on where the @context comes from and resolve it."""
+    try:
+        context, _ = jsonld.request_context(media or request.headers.get("content-type"),
+                                            request.headers.get("link"), body)
+    except jsonld.UnsupportedMediaType as exc:
+        raise UnsupportedMediaType(str(exc)) from None
+    except jsonld.ContextRuleError as exc:
+        raise BadRequestData(str(exc)) from None
+    try:
+        active = resolver.resolve(context)
+    except jsonld.LdContextNotAvailable as exc:
+        raise LdContextNotAvailable(str(exc)) from None
+    except jsonld.InvalidContext as exc:
+        raise BadRequestData(f"invalid @context: {exc}") from None
+    return LdRequest(active=active, context=context, accept=negotiate(request))
+
+
+def options(request: Request) -> tuple[set[str], str]:
+    """The `options` flags and the output format (`format` wins over keyValues/concise options)."""
+    opts = {o.strip() for o in request.query_params.get("options", "").split(",") if o.strip()}
+    known = {"keyValues", "simplified", "concise", "normalized", "sysAttrs", "noOverwrite", "update", "replace"}
+    unknown = opts - known
+    if unknown:
+        raise BadRequestData(f"unknown options: {', '.join(sorted(unknown))}")
+    fmt = request.query_params.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        raise BadRequestData(f"format must be one of {', '.join(sorted(FORMATS))}")
+    if fmt is None:
+        fmt = "simplified" if opts & {"keyValues", "simplified"} else "concise" if "concise" in opts else "normalized"
+    return opts, "simplified" if fmt == "keyValues" else fmt
+
+
+def shape(doc: dict[str, Any], fmt: str, lang: str | None) -> dict[str, Any]:
+    """Apply the output format and language selection to a compacted entity."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in ("id", "type", "scope", "createdAt", "modifiedAt", "@context"):
+            out[key] = value
+        elif fmt == "simplified":
+            out[key] = simplified(value, lang)
+        elif fmt == "concise":
+            out[key] = concise(value, lang)
+        else:
+            out[key] = _lang_normalized(value, lang) if lang else value
+    return out
+
+
+def _lang_normalized(attr: Any, lang: str) -> Any:
+    if isinstance(attr, list):
+        return [_lang_normalized(a, lang) for a in attr]
+    if isinstance(attr, dict) and attr.get("type") == "LanguageProperty":
+        chosen = simplified(attr, lang)
+        rest = {k: v for k, v in attr.items() if k not in ("type", "languageMap")}
+        return {"type": "Property", "value": chosen, "lang": lang, **rest}
+    return attr
+
+
+def compact(doc: dict[str, Any], ld: LdRequest) -> dict[str, Any]:
+    out = jsonld.compact_entity(doc, ld.active)
+    if ld.accept == JSONLD:
+        out["@context"] = ld.context if ld.context is not None else jsonld.CORE_CONTEXT_URL
+    return out
+
+
+def link_header(ld: LdRequest) -> dict[str, str]:
+    if ld.accept == JSONLD:
+        return {}
+    url = ld.context if isinstance(ld.context, str) else jsonld.CORE_CONTEXT_URL
+    return {"Link": jsonld.response_link_header(url)}
+
+
+def ld_response(content: Any, ld: LdRequest, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(content, status_code=status, media_type=ld.accept,
+                        headers={**link_header(ld), **(headers or {})})
+
+
+def int_param(request: Request, name: str, default: int, *, minimum: int = 0) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequestData(f"{name} must be an integer, not {raw!r}") from None
+    if value < minimum:
+        raise BadRequestData(f"{name} must be at least {minimum}")
+    return value

@@ -1,0 +1,260 @@
+"""Entity structure: validate input, turn concise attributes into normalized ones, shape output formats."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from cityplus.modules.context.errors import BadRequestData
+
+ATTR_TYPES = ("Property", "Relationship", "GeoProperty", "LanguageProperty", "VocabProperty", "ListProperty",
+              "ListRelationship", "JsonProperty")
+# Members of an attribute that are not sub-attributes.
+MEMBERS = frozenset({"type", "value", "object", "objectList", "valueList", "languageMap", "vocab", "json",
+                     "observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "deletedAt", "instanceId",
+                     "objectType", "lang"})
+SYSTEM = frozenset({"createdAt", "modifiedAt", "deletedAt"})
+ENTITY_RESERVED = frozenset({"id", "type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"})
+GEOJSON_TYPES = frozenset({"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"})
+VALUE_MEMBER = {"Property": "value", "GeoProperty": "value", "Relationship": "object", "LanguageProperty":
+                "languageMap", "VocabProperty": "vocab", "ListProperty": "valueList", "ListRelationship":
+                "objectList", "JsonProperty": "json"}
+URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
+NAME_RE = re.compile(r"^[^\s<>\"'=;()\[\]]{1,256}$")
+MAX_DEPTH = 8
+
+
+def is_uri(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 512 and bool(URI_RE.match(value))
+
+
+def check_datetime(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise BadRequestData(f"{where} must be an ISO 8601 date-time string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequestData(f"{where} is not an ISO 8601 date-time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise BadRequestData(f"{where} must carry a time zone (e.g. Z): {value!r}")
+    return value
+
+
+def entity_types(value: Any) -> list[str]:
+    """The entity's type(s) as a non-empty list of names."""
+    types = value if isinstance(value, list) else [value]
+    if not types or not all(isinstance(t, str) and NAME_RE.match(t) for t in types):
+        raise BadRequestData("entity type must be a name or a non-empty list of names")
+    return list(dict.fromkeys(types))
+
+
+def normalize_entity(body: Any, *, require_id: bool = True, require_type: bool = True) -> dict[str, Any]:
+    """Validate an entity (normalized or concise) and return it normalized; raises BadRequestData."""
+    if not isinstance(body, dict):
+        raise BadRequestData("an entity must be a JSON object")
+    out: dict[str, Any] = {}
+    if "id" in body or require_id:
+        if not is_uri(body.get("id")):
+            raise BadRequestData("entity id must be a URI (e.g. urn:ngsi-ld:Building:1)")
+        out["id"] = body["id"]
+    if "type" in body or require_type:
+        if "type" not in body:
+            raise BadRequestData("entity type is missing")
+        out["type"] = entity_types(body["type"])
+    if "scope" in body:
+        out["scope"] = check_scopes(body["scope"])
+    for name, value in body.items():
+        if name in ENTITY_RESERVED:
+            continue
+        out[check_name(name)] = normalize_attribute(name, value)
+    return out
+
+
+def check_scopes(value: Any) -> list[str]:
+    scopes = value if isinstance(value, list) else [value]
+    for s in scopes:
+        if not isinstance(s, str) or not re.fullmatch(r"(/[^/#+\s]+)+", s):
+            raise BadRequestData(f"invalid scope {s!r}: scopes look like /Madrid/Gardens")
+    return scopes
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise BadRequestData(f"invalid attribute name {name!r}")
+    return name
+
+
+def normalize_attribute(name: str, value: Any, depth: int = 0) -> dict[str, Any] | list[dict[str, Any]]:
+    """One attribute, or a list of instances told apart by datasetId."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) and _looks_like_attribute(v) for v in value):
+        instances = [_normalize_instance(name, v, depth) for v in value]
+        seen: set[str | None] = set()
+        for inst in instances:
+            ds = inst.get("datasetId")
+            if ds in seen:
+                label = "the default instance" if ds is None else f"datasetId {ds}"
+                raise BadRequestData(f"attribute {name}: {label} appears twice")
+            seen.add(ds)
+        return instances if len(instances) > 1 else instances[0]
+    return _normalize_instance(name, value, depth)
+
+
+def _looks_like_attribute(v: dict[str, Any]) -> bool:
+    return v.get("type") in ATTR_TYPES or any(k in v for k in ("value", "object", "languageMap", "vocab",
+                                                                "valueList", "objectList", "json"))
+
+
+def _normalize_instance(name: str, value: Any, depth: int) -> dict[str, Any]:
+    if depth > MAX_DEPTH:
+        raise BadRequestData(f"attribute {name}: sub-attributes nested too deeply")
+    if not isinstance(value, dict):
+        if value is None:
+            raise BadRequestData(f"attribute {name}: null is not a value")
+        return {"type": "Property", "value": value}
+    kind = value.get("type")
+    if kind not in ATTR_TYPES:
+        kind = _concise_kind(value)
+        if kind == "GeoProperty" and "value" not in value:
+            value = {"value": value}  # concise GeoProperty: the GeoJSON geometry itself
+        elif kind == "Property" and not any(k in value for k in VALUE_MEMBER.values()):
+            value = {"value": value}  # a JSON object as the value of a concise Property
+    out: dict[str, Any] = {"type": kind}
+    member = VALUE_MEMBER[kind]
+    if member not in value:
+        raise BadRequestData(f"attribute {name}: a {kind} needs '{member}'")
+    out[member] = _check_value(name, kind, value[member])
+    for key, sub in value.items():
+        if key in ("type", member):
+            continue
+        if key == "observedAt":
+            out[key] = check_datetime(sub, f"attribute {name}: observedAt")
+        elif key == "unitCode":
+            if not isinstance(sub, str):
+                raise BadRequestData(f"attribute {name}: unitCode must be a string")
+            out[key] = sub
+        elif key == "datasetId":
+            if not is_uri(sub):
+                raise BadRequestData(f"attribute {name}: datasetId must be a URI")
+            out[key] = sub
+        elif key in SYSTEM or key in ("instanceId",):
+            continue  # system-generated; ignored on input
+        elif key in MEMBERS:
+            if key == "objectType" or key == "lang":
+                out[key] = sub
+            else:
+                raise BadRequestData(f"attribute {name}: '{key}' does not belong in a {kind}")
+        else:
+            out[check_name(key)] = normalize_attribute(key, sub, depth + 1)
+    return out
+
+
+def _concise_kind(value: dict[str, Any]) -> str:
+    if "object" in value:
+        return "Relationship"
+    if "objectList" in value:
+        return "ListRelationship"
+    if "languageMap" in value:
+        return "LanguageProperty"
+    if "vocab" in value:
+        return "VocabProperty"
+    if "valueList" in value:
+        return "ListProperty"
+    if "json" in value:
+        return "JsonProperty"
+    if value.get("type") in GEOJSON_TYPES and "coordinates" in value:
+        return "GeoProperty"
+    inner = value.get("value")
+    if isinstance(inner, dict) and inner.get("type") in GEOJSON_TYPES and "coordinates" in inner:
+        return "GeoProperty"
+    return "Property"
+
+
+def _check_value(name: str, kind: str, v: Any) -> Any:
+    if kind == "Property":
+        if v is None:
+            raise BadRequestData(f"attribute {name}: a Property value cannot be null")
+        return v
+    if kind == "GeoProperty":
+        from cityplus.modules.context.geo import InvalidGeometry, geometry_from_geojson
+
+        try:
+            geometry_from_geojson(v)
+        except InvalidGeometry as exc:
+            raise BadRequestData(f"attribute {name}: {exc}") from None
+        return v
+    if kind == "Relationship":
+        targets = v if isinstance(v, list) else [v]
+        if not targets or not all(is_uri(t) for t in targets):
+            raise BadRequestData(f"attribute {name}: a Relationship object must be a URI")
+        return v
+    if kind == "ListRelationship":
+        items = [t.get("object") if isinstance(t, dict) else t for t in v] if isinstance(v, list) else None
+        if items is None or not all(is_uri(t) for t in items):
+            raise BadRequestData(f"attribute {name}: objectList must be a list of URIs")
+        return v
+    if kind == "LanguageProperty":
+        if not isinstance(v, dict) or not v or not all(isinstance(k, str) and _strings(t) for k, t in v.items()):
+            raise BadRequestData(f"attribute {name}: languageMap must map language tags to strings")
+        return v
+    if kind == "VocabProperty":
+        terms = v if isinstance(v, list) else [v]
+        if not terms or not all(isinstance(t, str) and t for t in terms):
+            raise BadRequestData(f"attribute {name}: vocab must be a term or a list of terms")
+        return v
+    if kind == "ListProperty":
+        if not isinstance(v, list):
+            raise BadRequestData(f"attribute {name}: valueList must be a list")
+        return v
+    return v  # JsonProperty: any JSON
+
+
+def _strings(t: Any) -> bool:
+    return isinstance(t, str) or (isinstance(t, list) and all(isinstance(x, str) for x in t))
+
+
+def without_system(attr: Any) -> Any:
+    """An attribute (or instance list) with createdAt/modifiedAt removed, recursively."""
+    if isinstance(attr, list):
+        return [without_system(a) for a in attr]
+    if not isinstance(attr, dict):
+        return attr
+    return {k: without_system(v) if k not in MEMBERS else v for k, v in attr.items() if k not in SYSTEM}
+
+
+def simplified(attr: Any, lang: str | None = None) -> Any:
+    """keyValues form of one attribute: just its value (instances become a list)."""
+    if isinstance(attr, list):
+        return [simplified(a, lang) for a in attr]
+    kind = attr.get("type")
+    member = VALUE_MEMBER.get(kind, "value")
+    value = attr.get(member)
+    if kind == "LanguageProperty" and lang:
+        return _pick_language(value, lang)
+    if kind == "LanguageProperty":
+        return {"languageMap": value}
+    return value
+
+
+def concise(attr: Any, lang: str | None = None) -> Any:
+    """Concise form: drop 'type' where the member implies it; Property with no metadata becomes its value."""
+    if isinstance(attr, list):
+        return [concise(a, lang) for a in attr]
+    kind = attr.get("type")
+    out = {k: (concise(v, lang) if k not in MEMBERS else v) for k, v in attr.items() if k != "type"}
+    if kind == "LanguageProperty" and lang:
+        out.pop("languageMap", None)
+        out["value"] = _pick_language(attr.get("languageMap"), lang)
+        out["lang"] = lang
+    if kind in ("Property", "GeoProperty") and set(out) == {"value"}:
+        return out["value"]
+    return out
+
+
+def _pick_language(value: Any, lang: str) -> Any:
+    if not isinstance(value, dict) or not value:
+        return value
+    for tag in (lang, "@none"):
+        if tag in value:
+            return value[tag]
+    return next(iter(value.values()))

@@ -1,0 +1,198 @@
+"""SQL narrowing for NGSI-LD queries: the attribute index (context_attr_index) and `q` → EXISTS conditions.
+
+The index holds one row per top-level attribute value (number, text, boolean, time, relationship target). to_sql
+returns a condition that may over-approximate but never excludes an entity that `query.evaluate` accepts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ColumnElement,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    literal,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from cityplus.modules.context.query import (
+    TEXT_LEN,
+    And,
+    Exists,
+    Node,
+    Or,
+    Pattern,
+    Range,
+    ScopeMatch,
+    _attr_type,
+    _coerce,
+    _flatten,
+    _instances,
+    _kind,
+    _main_value,
+    _unwrap,
+)
+
+
+def attr_index_table(metadata: MetaData) -> Table:
+    """Define the context_attr_index table (one row per indexed scalar of a top-level attribute instance)."""
+    return Table(
+        "context_attr_index", metadata,
+        Column("entity_pk", Integer, nullable=False),
+        Column("attr", String(512), nullable=False),
+        Column("dataset_id", String(256), nullable=True),
+        Column("num", Float, nullable=True),
+        Column("text", String(TEXT_LEN), nullable=True),
+        Column("bool", Boolean, nullable=True),
+        Column("ts", DateTime(timezone=True), nullable=True),
+        Column("obj", String(TEXT_LEN), nullable=True),
+        Index("ix_context_attr_index_attr_num", "attr", "num"),
+        Index("ix_context_attr_index_attr_text", "attr", "text"),
+        Index("ix_context_attr_index_attr_obj", "attr", "obj"),
+        Index("ix_context_attr_index_entity_pk", "entity_pk"),
+    )
+
+
+def index_rows(entity_pk: int, entity: dict[str, Any]) -> list[dict[str, Any]]:
+    """Index rows for one entity: one per attribute instance, one per scalar of list values, plus observedAt."""
+    rows: list[dict[str, Any]] = []
+    for attr in list(entity):
+        for inst in _instances(entity, attr):
+            base = {"entity_pk": entity_pk, "attr": attr[:512], "dataset_id": None, "num": None, "text": None,
+                    "bool": None, "ts": None, "obj": None}
+            ds = inst.get("datasetId")
+            base["dataset_id"] = _unwrap(ds)[:256] if isinstance(_unwrap(ds), str) else None
+            relationship = _attr_type(inst) in ("Relationship", "ListRelationship")
+            inst_rows = []
+            for s in _flatten([_main_value(inst, False)]):
+                row = dict(base)
+                if isinstance(s, bool):
+                    row["bool"] = s
+                elif isinstance(s, int | float):
+                    row["num"] = None if isinstance(s, float) and math.isnan(s) else _to_float(s)
+                elif isinstance(s, str):
+                    row["obj" if relationship else "text"] = s[:TEXT_LEN]
+                    row["ts"] = _coerce(s, "datetime")
+                inst_rows.append(row)
+            observed = _coerce(_unwrap(inst.get("observedAt")), "datetime")
+            if observed is not None:
+                if inst_rows and inst_rows[0]["ts"] is None:
+                    inst_rows[0]["ts"] = observed
+                else:
+                    inst_rows.append({**base, "ts": observed})
+            rows.extend(inst_rows or [base])
+    return rows
+
+
+def _to_float(n: float) -> float:
+    """Float for the num column (huge integers become ±inf)."""
+    try:
+        return float(n)
+    except OverflowError:
+        return math.copysign(math.inf, n)
+
+
+class _Codepoint(FunctionElement[str]):
+    """Render a string column so that ordering is by code point (COLLATE "C" on PostgreSQL)."""
+
+    inherit_cache = True
+    type = String()
+
+
+@compiles(_Codepoint)
+def _codepoint_default(element: _Codepoint, compiler: Any, **kw: Any) -> str:
+    """SQLite (BINARY collation) and others: the bare column."""
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_Codepoint, "postgresql")
+def _codepoint_pg(element: _Codepoint, compiler: Any, **kw: Any) -> str:
+    """PostgreSQL: byte (= code point for UTF-8) order."""
+    return f'{compiler.process(element.clauses, **kw)} COLLATE "C"'
+
+
+def _literal_cond(idx: Any, op: str, lit: Any) -> ColumnElement[bool] | None:
+    """Row condition implied by `value op lit` on indexed scalars (a superset), None if not narrowable."""
+    if isinstance(lit, tuple):
+        parts = [_literal_cond(idx, "==", item) for item in lit]
+        return None if any(c is None for c in parts) else or_(*parts)  # type: ignore[arg-type]
+    if isinstance(lit, Range):
+        low, high = _literal_cond(idx, ">=", lit.low), _literal_cond(idx, "<=", lit.high)
+        return None if low is None or high is None else and_(low, high)
+    kind = _kind(lit)
+    if kind == "bool":
+        return idx.c.bool.is_(lit) if op == "==" else None
+    if kind == "number":
+        if abs(lit) >= 2**53:  # float rounding may merge values: widen strict comparisons
+            op = {">": ">=", "<": "<="}.get(op, op)
+        return _compare(idx.c.num, op, _to_float(lit))
+    if kind == "datetime":
+        return _compare(idx.c.ts, op, lit)
+    if kind == "string":
+        if "\x00" in lit:  # PostgreSQL text cannot hold NUL
+            return None
+        if len(lit) >= TEXT_LEN:  # stored values are truncated: compare prefixes, non-strictly
+            lit, op = lit[:TEXT_LEN], {">": ">=", "<": "<="}.get(op, op)
+        return or_(_compare(_Codepoint(idx.c.text), op, lit), _compare(_Codepoint(idx.c.obj), op, lit))
+    return None  # date and time literals compare parsed strings: no ordered column
+
+
+def _compare(col: Any, op: str, v: Any) -> ColumnElement[bool]:
+    """`col op v` as SQL."""
+    return {"==": col == v, ">": col > v, ">=": col >= v, "<": col < v, "<=": col <= v}[op]  # type: ignore[no-any-return]
+
+
+def _exists(entity_pk_col: Any, index_table: Table, attr: str, cond: Callable[[Any], Any] | None = None) -> Any:
+    """EXISTS(index row of this entity for `attr` [and cond])."""
+    idx = index_table.alias()
+    where = [idx.c.entity_pk == entity_pk_col, idx.c.attr == attr[:512]]
+    if cond is not None:
+        where.append(cond(idx))
+    return select(literal(1)).select_from(idx).where(*where).exists()
+
+
+def to_sql(node: Node, entity_pk_col: Any, index_table: Table) -> ColumnElement[bool] | None:
+    """SQL condition selecting a superset of the entities evaluate() accepts; None when it cannot narrow."""
+    if isinstance(node, And):
+        parts = [c for c in (to_sql(n, entity_pk_col, index_table) for n in node.children) if c is not None]
+        return and_(*parts) if parts else None
+    if isinstance(node, Or):
+        ors = [to_sql(n, entity_pk_col, index_table) for n in node.children]
+        return None if any(c is None for c in ors) else or_(*ors)  # type: ignore[arg-type]
+    if isinstance(node, ScopeMatch):
+        return None
+    exists = _exists(entity_pk_col, index_table, node.path.attr)
+    if isinstance(node, Exists):
+        if not node.negated:
+            return exists  # type: ignore[no-any-return]
+        exact = not node.path.sub and not node.path.keys and len(node.path.attr) < 512  # stored attr is truncated
+        return not_(exists) if exact else None
+    if isinstance(node, Pattern):
+        return exists  # type: ignore[no-any-return]  # both ~= and !~= need the attribute to exist
+    if node.path.sub == ("observedAt",) and not node.path.keys and isinstance(node.value, datetime) \
+            and node.op != "!=":
+        return _exists(entity_pk_col, index_table, node.path.attr,  # type: ignore[no-any-return]
+                       lambda idx: _compare(idx.c.ts, node.op, node.value))
+    if node.path.sub or node.path.keys or node.op == "!=":
+        return exists  # type: ignore[no-any-return]  # every such term needs the attribute to exist
+    probe = _literal_cond(index_table, node.op, node.value)
+    if probe is None:
+        return exists  # type: ignore[no-any-return]
+    return _exists(entity_pk_col, index_table, node.path.attr,  # type: ignore[no-any-return]
+                   lambda idx: _literal_cond(idx, node.op, node.value))
