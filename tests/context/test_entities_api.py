@@ -131,8 +131,13 @@ async def test_attribute_operations(client, writer) -> None:  # type: ignore[no-
     assert r.status_code == 207 and r.json()["notUpdated"][0]["attributeName"] == "o3"
     r = await client.patch(f"{url}/attrs/pm25", headers=h, content=json.dumps({"value": 99}))
     assert r.status_code == 204, r.text
+    # a fragment may carry only metadata, and may come as application/ld+json with its own @context
+    r = await client.patch(f"{url}/attrs/pm25", headers={**writer, **LD}, content=json.dumps({
+        "observedAt": "2026-11-24T09:00:00Z",
+        "@context": "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"}))
+    assert r.status_code == 204, r.text
     doc = (await client.get(url, headers=writer)).json()
-    assert doc["pm25"] == {"type": "Property", "value": 99, "unitCode": "GQ", "observedAt": "2026-11-24T08:00:00Z"}
+    assert doc["pm25"] == {"type": "Property", "value": 99, "unitCode": "GQ", "observedAt": "2026-11-24T09:00:00Z"}
     assert doc["pm10"]["value"] == 55
     # multi-attribute by datasetId
     r = await client.post(f"{url}/attrs", headers=h, content=json.dumps({"pm25": {

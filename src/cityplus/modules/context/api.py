@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from cityplus.api.deps import DbSession, get_ctx
 from cityplus.core import audit
 from cityplus.modules.context import geo as geomod
-from cityplus.modules.context import http, service
+from cityplus.modules.context import http, jsonld, service
 from cityplus.modules.context import query as qmod
 from cityplus.modules.context.api_common import (
     PREFIX,
@@ -27,6 +27,7 @@ from cityplus.modules.context.api_common import (
     update_result,
 )
 from cityplus.modules.context.errors import BadRequestData, ResourceNotFound
+from cityplus.modules.context.normalize import normalize_attribute
 from cityplus.modules.context.runtime import runtime
 
 
@@ -136,37 +137,33 @@ def router() -> APIRouter:
         fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
         return update_result(service.update_attrs(session, http.tenant_of(request), entity_id, fragment), ld)
 
-    def _attr_fragment(request: Request, body: tuple[Any, str], attr: str) -> tuple[str, dict[str, Any]]:
-        ld = ld_request(request, *body)
-        raw = body[0]
+    def _attr_fragment(ld: http.LdRequest, raw: Any, attr: str, *, partial: bool) -> tuple[str, dict[str, Any]]:
+        """The expanded attribute name and one normalized, expanded instance from an attribute body."""
         if not isinstance(raw, dict):
             raise BadRequestData("the body must be an attribute object")
         raw = {k: v for k, v in raw.items() if k != "@context"}
-        name = ld.active.expand_term(attr)
-        expanded = expand_entity({attr: raw}, ld, require_id=False, require_type=False)
-        fragment = expanded[name]
-        if isinstance(fragment, list):
+        instance = normalize_attribute(attr, raw, partial=partial)
+        if isinstance(instance, list):
             raise BadRequestData("give one attribute instance")
-        return name, fragment
+        name = ld.active.expand_term(attr)
+        return name, jsonld.expand_entity({attr: instance}, ld.active)[name]
 
     @r.patch("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_patch_attr")
     def patch_attr(entity_id: str, attr: str, request: Request, body: Body, principal: Writer, session: DbSession
                    ) -> Response:
-        """Partially update one attribute."""
-        if not isinstance(body[0], dict):
-            raise BadRequestData("the body must be an attribute object")
+        """Partially update one attribute: the members and sub-attributes given replace those stored."""
         ld = ld_request(request, *body)
-        name = ld.active.expand_term(attr)
-        raw = {k: v for k, v in body[0].items() if k != "@context"}
-        current = service.get_entity(session, http.tenant_of(request), entity_id).attrs.get(name)
-        if current is None:
-            raise ResourceNotFound(f"entity {entity_id} has no attribute {attr}")
-        if "type" not in raw:
-            ds = raw.get("datasetId")
-            inst = next((i for i in service.instances(current) if i.get("datasetId") == ds), None)
-            if inst is not None:
-                raw["type"] = inst.get("type")
-        name, fragment = _attr_fragment(request, (raw, body[1]), attr)
+        raw = body[0]
+        if isinstance(raw, dict) and "type" not in raw:
+            # A fragment without a type patches the stored instance of that datasetId and keeps its type.
+            current = service.get_entity(session, http.tenant_of(request), entity_id).attrs.get(
+                ld.active.expand_term(attr))
+            if current is None:
+                raise ResourceNotFound(f"entity {entity_id} has no attribute {attr}")
+            stored = next((i for i in service.instances(current) if i.get("datasetId") == raw.get("datasetId")), None)
+            if stored is not None:
+                raw = {**raw, "type": stored["type"]}
+        name, fragment = _attr_fragment(ld, raw, attr, partial=True)
         service.update_attr(session, http.tenant_of(request), entity_id, name, fragment, replace=False)
         return Response(status_code=204)
 
@@ -174,7 +171,7 @@ def router() -> APIRouter:
     def replace_attr(entity_id: str, attr: str, request: Request, body: Body, principal: Writer,
                      session: DbSession) -> Response:
         """Replace one attribute."""
-        name, fragment = _attr_fragment(request, body, attr)
+        name, fragment = _attr_fragment(ld_request(request, *body), body[0], attr, partial=False)
         service.update_attr(session, http.tenant_of(request), entity_id, name, fragment, replace=True)
         return Response(status_code=204)
 

@@ -85,10 +85,11 @@ def check_name(name: str) -> str:
     return name
 
 
-def normalize_attribute(name: str, value: Any, depth: int = 0) -> dict[str, Any] | list[dict[str, Any]]:
-    """One attribute, or a list of instances told apart by datasetId."""
+def normalize_attribute(name: str, value: Any, depth: int = 0, *, partial: bool = False
+                        ) -> dict[str, Any] | list[dict[str, Any]]:
+    """One attribute, or a list of instances told apart by datasetId (partial: a patch fragment, value optional)."""
     if isinstance(value, list) and value and all(isinstance(v, dict) and _looks_like_attribute(v) for v in value):
-        instances = [_normalize_instance(name, v, depth) for v in value]
+        instances = [_normalize_instance(name, v, depth, partial) for v in value]
         seen: set[str | None] = set()
         for inst in instances:
             ds = inst.get("datasetId")
@@ -97,7 +98,7 @@ def normalize_attribute(name: str, value: Any, depth: int = 0) -> dict[str, Any]
                 raise BadRequestData(f"attribute {name}: {label} appears twice")
             seen.add(ds)
         return instances if len(instances) > 1 else instances[0]
-    return _normalize_instance(name, value, depth)
+    return _normalize_instance(name, value, depth, partial)
 
 
 def _looks_like_attribute(v: dict[str, Any]) -> bool:
@@ -105,7 +106,7 @@ def _looks_like_attribute(v: dict[str, Any]) -> bool:
                                                                 "valueList", "objectList", "json"))
 
 
-def _normalize_instance(name: str, value: Any, depth: int) -> dict[str, Any]:
+def _normalize_instance(name: str, value: Any, depth: int, partial: bool = False) -> dict[str, Any]:
     if depth > MAX_DEPTH:
         raise BadRequestData(f"attribute {name}: sub-attributes nested too deeply")
     if not isinstance(value, dict):
@@ -121,9 +122,10 @@ def _normalize_instance(name: str, value: Any, depth: int) -> dict[str, Any]:
             value = {"value": value}  # a JSON object as the value of a concise Property
     out: dict[str, Any] = {"type": kind}
     member = VALUE_MEMBER[kind]
-    if member not in value:
+    if member in value:
+        out[member] = _check_value(name, kind, value[member])
+    elif not partial:
         raise BadRequestData(f"attribute {name}: a {kind} needs '{member}'")
-    out[member] = _check_value(name, kind, value[member])
     for key, sub in value.items():
         if key in ("type", member):
             continue
