@@ -144,7 +144,7 @@ def ctx(settings: Settings):  # type: ignore[no-untyped-def]
     from cityplus.core.identity import service as identity
 
     with context.db.session() as session:
-        identity.load_organisations(session)
+        identity.load_organisations(session, Actor.system("test"))
         from cityplus.modules.plan import service as plan
 
         plan.load_plan(session, Actor.system("test"))

@@ -145,7 +145,7 @@ def orgs_load() -> None:
 
     ctx = _ctx()
     with ctx.db.session() as session:
-        n = identity.load_organisations(session)
+        n = identity.load_organisations(session, _cli_actor())
     out.print(f"{n} organisations created or updated")
 
 

@@ -78,7 +78,7 @@ def test_two_servers_share_events(db_url: str, tmp_path: Path) -> None:
     db = Database(db_url)
     try:
         with db.session() as session:
-            identity.load_organisations(session)
+            identity.load_organisations(session, Actor.system("test"))
             admin = identity.create_user(session, Actor.system("test"), username="ops.admin",
                                          password="long-enough-1", role="platform_admin")
             secret = identity.create_token(session, Actor.system("test"), admin, name="t", scopes=[

@@ -35,7 +35,7 @@ DEMO_ACCOUNTS = (
 
 def load_core(session: Session, actor: Actor) -> list[DemoAccount]:
     """Organisations and demo accounts; returns the accounts created now."""
-    identity.load_organisations(session)
+    identity.load_organisations(session, actor)
     created = []
     for acc in DEMO_ACCOUNTS:
         if identity.get_user_by_name(session, acc.username) is None:

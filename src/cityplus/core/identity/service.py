@@ -50,8 +50,8 @@ def digest(secret: str) -> str:
 # --- organisations -----------------------------------------------------------------------------
 
 
-def load_organisations(session: Session) -> int:
-    """Create or update every organisation from the packaged list; returns how many changed."""
+def load_organisations(session: Session, actor: Actor) -> int:
+    """Create or update every organisation from the packaged list (audited); returns how many changed."""
     data = json.loads(files("cityplus.core").joinpath("data/organisations.json").read_text("utf-8"))
     existing = {o.code: o for o in session.scalars(select(Organisation))}
     changed = 0
@@ -72,6 +72,8 @@ def load_organisations(session: Session) -> int:
                 setattr(org, k, v)
             changed += 1
     session.flush()
+    if changed:
+        audit.append(session, actor, "organisations.load", "organisations", "packaged", {"changed": changed})
     return changed
 
 
