@@ -28,6 +28,12 @@ def _discovery():  # type: ignore[no-untyped-def]
     return router()
 
 
+def _contexts():  # type: ignore[no-untyped-def]
+    from cityplus.modules.context.api_contexts import router
+
+    return router()
+
+
 async def _start(ctx):  # type: ignore[no-untyped-def]
     from cityplus.modules.context.runtime import start
 
@@ -52,7 +58,7 @@ MODULE = Module(
         Scope("context.write", {"zh": "写入城市实时实体（NGSI-LD）", "en": "Write the city's live entities (NGSI-LD)"},
               ("department_staff", "department_admin", "platform_admin")),
     ),
-    standard_routers=(_entities, _batch, _discovery),
+    standard_routers=(_entities, _batch, _discovery, _contexts),
     migrations_dir=_HERE / "migrations",
     models="cityplus.modules.context.models",
     start=_start,
