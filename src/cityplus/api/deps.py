@@ -48,7 +48,10 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-DbSession = Annotated[Session, Depends(get_session)]
+# scope="function": the commit runs when the route returns, before the response is sent. (FastAPI's default for
+# yield dependencies is "request": the exit code would run after the response, so a client could read before the
+# write committed, and a failed commit would follow a 201.)
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
 @dataclass
