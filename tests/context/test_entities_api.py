@@ -239,3 +239,20 @@ async def test_smart_data_models_roundtrip(client, writer) -> None:  # type: ign
         expected = {k: v for k, v in entity.items() if k not in ("createdAt", "modifiedAt")}  # system-generated
         assert got == expected, f.parent.name
     assert len(rejected) <= 2, rejected
+
+
+async def test_crash_paths_found_by_the_etsi_suite(client, writer) -> None:  # type: ignore[no-untyped-def]
+    """Inputs that once answered 500: a non-Latin-1 id, attribute routes on 'scope', a non-string id in a query."""
+    r = await create(client, writer, {"id": "urn:ngsi-ld:Building:天府广场", "type": "Building"})
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == "/ngsi-ld/v1/entities/urn:ngsi-ld:Building:%E5%A4%A9%E5%BA%9C%E5%B9%BF%E5%9C%BA"
+    got = await client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:天府广场", headers=writer)
+    assert got.status_code == 200 and got.json()["id"] == "urn:ngsi-ld:Building:天府广场"
+    r = await client.put("/ngsi-ld/v1/entities/urn:ngsi-ld:Building:天府广场/attrs/scope", headers={**writer, **JS},
+                         content=json.dumps({"type": "Property", "value": "/a"}))
+    assert r.status_code == 400 and r.json()["type"] == E + "BadRequestData"
+    r = await client.post("/ngsi-ld/v1/entityOperations/query", headers={**writer, **JS}, content=json.dumps({
+        "type": "Query", "entities": [{"id": ["urn:a:1", "urn:a:2"], "type": "Building"}]}))
+    assert r.status_code == 400 and r.json()["type"] == E + "BadRequestData"
+    r = await client.get("/ngsi-ld/v1/entities", params={"id": "not a uri"}, headers=writer)
+    assert r.status_code == 400

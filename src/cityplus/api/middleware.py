@@ -48,6 +48,12 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        if len(path) > 1 and path.endswith("/"):
+            # "/x/" is "/x": answered directly rather than by a 307 that many API clients do not follow (the
+            # NGSI-LD spec itself writes POST /ngsi-ld/v1/entities/).
+            scope = {**scope, "path": path.rstrip("/") or "/",
+                     "raw_path": (scope.get("raw_path") or path.encode()).rstrip(b"/") or b"/"}
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         rid = given if _RID_RE.match(given) else uuid.uuid4().hex

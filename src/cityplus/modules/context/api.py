@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -27,7 +27,7 @@ from cityplus.modules.context.api_common import (
     update_result,
 )
 from cityplus.modules.context.errors import BadRequestData, ResourceNotFound
-from cityplus.modules.context.normalize import normalize_attribute
+from cityplus.modules.context.normalize import ENTITY_RESERVED, is_uri, normalize_attribute
 from cityplus.modules.context.runtime import runtime
 
 
@@ -42,7 +42,9 @@ def router() -> APIRouter:
         service.create_entity(session, http.tenant_of(request), entity)
         audit.append(session, actor_of(principal), "context.entity_create", "ngsi_ld_entity", entity["id"],
                      {"tenant": http.tenant_of(request), "types": entity["type"]})
-        return Response(status_code=201, headers={"Location": f"{PREFIX}/entities/{entity['id']}"})
+        # Header values are Latin-1: ids with other characters (e.g. Chinese) are percent-encoded (RFC 3986).
+        location = quote(entity["id"], safe=":/@!$&'()*+,;=-._~")
+        return Response(status_code=201, headers={"Location": f"{PREFIX}/entities/{location}"})
 
     @r.get("/entities", operation_id="ngsild_query_entities")
     def query_entities(request: Request, principal: Reader, session: DbSession) -> Response:
@@ -139,6 +141,7 @@ def router() -> APIRouter:
 
     def _attr_fragment(ld: http.LdRequest, raw: Any, attr: str, *, partial: bool) -> tuple[str, dict[str, Any]]:
         """The expanded attribute name and one normalized, expanded instance from an attribute body."""
+        check_attr_name(attr)
         if not isinstance(raw, dict):
             raise BadRequestData("the body must be an attribute object")
         raw = {k: v for k, v in raw.items() if k != "@context"}
@@ -179,6 +182,7 @@ def router() -> APIRouter:
     def delete_attr(entity_id: str, attr: str, request: Request, principal: Writer, session: DbSession
                     ) -> Response:
         """Delete an attribute (one datasetId, or all instances with deleteAll=true)."""
+        check_attr_name(attr)
         ld = ld_request(request)
         service.delete_attr(session, http.tenant_of(request), entity_id, ld.active.expand_term(attr),
                             dataset_id=request.query_params.get("datasetId"),
@@ -186,6 +190,12 @@ def router() -> APIRouter:
         return Response(status_code=204)
 
     return r
+
+
+def check_attr_name(attr: str) -> None:
+    """id, type, scope and system members are not attributes: the attribute routes refuse them."""
+    if attr in ENTITY_RESERVED:
+        raise BadRequestData(f"{attr!r} is not an attribute name")
 
 
 def build_query(ld: http.LdRequest, p: dict[str, Any], attrs: list[str] | None, limit: int, offset: int,
@@ -205,6 +215,9 @@ def build_query(ld: http.LdRequest, p: dict[str, Any], attrs: list[str] | None, 
     ids = p.get("id")
     if isinstance(ids, str):
         ids = [i.strip() for i in ids.split(",") if i.strip()]
+    for i in ids or []:
+        if not is_uri(i):
+            raise BadRequestData(f"id must be a URI (or a comma-separated list of URIs), not {str(i)[:80]!r}")
     types = service.parse_types(p["type"], expand) if p.get("type") else None
     return service.EntityQuery(ids=ids or None, id_pattern=p.get("idPattern"), types=types, q=q, scope_q=scope_q,
                                geo=geo, attrs=attrs, limit=limit, offset=offset, count=count)

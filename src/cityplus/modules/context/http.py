@@ -151,6 +151,13 @@ def link_header(ld: LdRequest) -> dict[str, str]:
 
 
 def ld_response(content: Any, ld: LdRequest, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON or JSON-LD response: the @context goes in a Link header, or (ld+json) into every body object."""
+    if ld.accept == JSONLD:
+        context = ld.context if ld.context is not None else jsonld.CORE_CONTEXT_URL
+        if isinstance(content, dict):
+            content = {**content, "@context": content.get("@context", context)}
+        elif isinstance(content, list):
+            content = [{**c, "@context": c.get("@context", context)} if isinstance(c, dict) else c for c in content]
     return JSONResponse(content, status_code=status, media_type=ld.accept,
                         headers={**link_header(ld), **(headers or {})})
 
