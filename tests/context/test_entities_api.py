@@ -256,3 +256,37 @@ async def test_crash_paths_found_by_the_etsi_suite(client, writer) -> None:  # t
     assert r.status_code == 400 and r.json()["type"] == E + "BadRequestData"
     r = await client.get("/ngsi-ld/v1/entities", params={"id": "not a uri"}, headers=writer)
     assert r.status_code == 400
+
+
+async def test_ngsi_ld_null_deletes(client, writer) -> None:  # type: ignore[no-untyped-def]
+    """urn:ngsi-ld:null deletes attributes, instances and sub-attributes in every update operation."""
+    null = "urn:ngsi-ld:null"
+    entity = station(50, accuracy={"type": "Property", "value": 0.9, "method": {"type": "Property", "value": "lab"}},
+                     pm10=[{"type": "Property", "value": 1}, {"type": "Property", "value": 2,
+                                                              "datasetId": "urn:ngsi-ld:Dataset:b"}],
+                     ghost={"type": "Property", "value": null})
+    assert (await create(client, writer, entity)).status_code == 201
+    url = "/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:cd-050"
+    h = {**writer, **JS}
+    doc = (await client.get(url, headers=writer)).json()
+    assert "ghost" not in doc  # nothing to delete at creation: the attribute is simply absent
+    # merge-patch: a GeoProperty (whose value would otherwise have to be GeoJSON) and a sub-attribute
+    r = await client.patch(url, headers={**writer, "Content-Type": "application/merge-patch+json"}, content=json.dumps({
+        "location": {"type": "GeoProperty", "value": null}, "accuracy": {"type": "Property", "value": 0.8,
+                                                                         "method": null}}))
+    assert r.status_code == 204, r.text
+    doc = (await client.get(url, headers=writer)).json()
+    assert "location" not in doc and doc["accuracy"] == {"type": "Property", "value": 0.8}
+    # PATCH /attrs: one datasetId instance
+    r = await client.patch(f"{url}/attrs", headers=h, content=json.dumps({"pm10": {
+        "type": "Property", "value": null, "datasetId": "urn:ngsi-ld:Dataset:b"}}))
+    assert r.status_code == 204, r.text
+    assert (await client.get(url, headers=writer)).json()["pm10"] == {"type": "Property", "value": 1}
+    # PATCH /attrs/{attr}: the whole attribute
+    r = await client.patch(f"{url}/attrs/district", headers=h, content=json.dumps({"value": null}))
+    assert r.status_code == 204, r.text
+    doc = (await client.get(url, headers=writer)).json()
+    assert "district" not in doc
+    got = await client.get("/ngsi-ld/v1/entities", params={"type": "AirQualityObserved", "q": "district"},
+                           headers=writer)
+    assert all(e["id"] != doc["id"] for e in got.json())  # the query index forgot it too

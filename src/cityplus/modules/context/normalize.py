@@ -23,6 +23,7 @@ VALUE_MEMBER = {"Property": "value", "GeoProperty": "value", "Relationship": "ob
 URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
 NAME_RE = re.compile(r"^[^\s<>\"'=;()\[\]]{1,256}$")
 MAX_DEPTH = 8
+NGSI_NULL = "urn:ngsi-ld:null"
 
 
 def is_uri(value: Any) -> bool:
@@ -111,7 +112,7 @@ def _normalize_instance(name: str, value: Any, depth: int, partial: bool = False
         raise BadRequestData(f"attribute {name}: sub-attributes nested too deeply")
     if not isinstance(value, dict):
         if value is None:
-            raise BadRequestData(f"attribute {name}: null is not a value")
+            raise BadRequestData(f"attribute {name}: null is not a value (NGSI-LD Null is urn:ngsi-ld:null)")
         return {"type": "Property", "value": value}
     kind = value.get("type")
     if kind not in ATTR_TYPES:
@@ -122,7 +123,9 @@ def _normalize_instance(name: str, value: Any, depth: int, partial: bool = False
             value = {"value": value}  # a JSON object as the value of a concise Property
     out: dict[str, Any] = {"type": kind}
     member = VALUE_MEMBER[kind]
-    if member in value:
+    if member in value and value[member] == NGSI_NULL:
+        out[member] = NGSI_NULL  # NGSI-LD Null: "delete this" in updates, whatever the attribute type
+    elif member in value:
         out[member] = _check_value(name, kind, value[member])
     elif not partial:
         raise BadRequestData(f"attribute {name}: a {kind} needs '{member}'")
@@ -213,6 +216,25 @@ def _check_value(name: str, kind: str, v: Any) -> Any:
 
 def _strings(t: Any) -> bool:
     return isinstance(t, str) or (isinstance(t, list) and all(isinstance(x, str) for x in t))
+
+
+def is_null(value: Any) -> bool:
+    """Whether an attribute (instance) is NGSI-LD Null, i.e. asks for its deletion."""
+    if value == NGSI_NULL:
+        return True
+    if isinstance(value, dict):
+        return value.get(VALUE_MEMBER.get(value.get("type", ""), "value")) == NGSI_NULL
+    return False
+
+
+def without_nulls(attr: Any) -> Any:
+    """An attribute without NGSI-LD Null instances or sub-attributes (None when nothing is left)."""
+    if isinstance(attr, list):
+        kept = [a for a in (without_nulls(i) for i in attr) if a is not None]
+        return kept[0] if len(kept) == 1 else (kept or None)
+    if is_null(attr):
+        return None
+    return {k: v for k, v in attr.items() if k in MEMBERS or not is_null(v)}
 
 
 def without_system(attr: Any) -> Any:

@@ -27,9 +27,8 @@ from cityplus.modules.context.errors import (
     TooManyResults,
 )
 from cityplus.modules.context.models import ContextEntity, ContextEntityType, ContextTenant, attr_index, geo_index
-from cityplus.modules.context.normalize import MEMBERS, SYSTEM, VALUE_MEMBER
+from cityplus.modules.context.normalize import MEMBERS, SYSTEM, is_null, without_nulls
 
-NGSI_NULL = "urn:ngsi-ld:null"
 SCAN_BATCH = 500
 
 
@@ -121,6 +120,18 @@ def _touch(session: Session, ent: ContextEntity, attrs: dict[str, Any]) -> None:
 # --- entities ------------------------------------------------------------------------------------------
 
 
+def _fresh_attrs(entity: dict[str, Any], now: str) -> dict[str, Any]:
+    """The attributes of a new or replaced entity, stamped; NGSI-LD Null ones (nothing to delete) dropped."""
+    out = {}
+    for name, value in entity.items():
+        if name in ("id", "type", "scope"):
+            continue
+        kept = without_nulls(value)
+        if kept is not None:
+            out[name] = _pack([_stamp_instance(i, now) for i in instances(kept)])
+    return out
+
+
 def create_entity(session: Session, tenant_name: str | None, entity: dict[str, Any]) -> ContextEntity:
     """Create an entity (expanded, normalized, with id and types); AlreadyExists when the id is taken."""
     t = tenant(session, tenant_name, create=True)
@@ -129,8 +140,7 @@ def create_entity(session: Session, tenant_name: str | None, entity: dict[str, A
     if taken is not None:
         raise AlreadyExists(f"entity {entity['id']} already exists")
     now = stamp()
-    attrs = {k: _pack([_stamp_instance(i, now) for i in instances(v)]) for k, v in entity.items()
-             if k not in ("id", "type", "scope")}
+    attrs = _fresh_attrs(entity, now)
     ent = ContextEntity(tenant_id=t.id, entity_id=entity["id"], types=list(entity["type"]),
                         scopes=entity.get("scope"), attrs=attrs)
     session.add(ent)
@@ -157,8 +167,7 @@ def replace_entity(session: Session, tenant_name: str | None, entity_id: str, en
     now = stamp()
     ent.types = list(entity["type"])
     ent.scopes = entity.get("scope")
-    _touch(session, ent, {k: _pack([_stamp_instance(i, now) for i in instances(v)]) for k, v in entity.items()
-                          if k not in ("id", "type", "scope")})
+    _touch(session, ent, _fresh_attrs(entity, now))
 
 
 @dataclass
@@ -174,7 +183,7 @@ def _merge_instance(old: dict[str, Any] | None, new: dict[str, Any], now: str, *
     if patch and old is not None:
         merged = {k: v for k, v in old.items() if k not in SYSTEM}
         for k, v in new.items():
-            if v == NGSI_NULL and k not in MEMBERS:
+            if k not in MEMBERS and is_null(v):
                 merged.pop(k, None)
             else:
                 merged[k] = v
@@ -190,19 +199,23 @@ def _set_attr(attrs: dict[str, Any], name: str, new: Any, now: str, *, patch: bo
     for inst in instances(new):
         ds = inst.get("datasetId")
         old = current.get(ds)
-        if old is None and only_existing:
+        if old is None and (only_existing or is_null(inst)):
             continue
         if old is not None and no_overwrite:
             continue
-        if patch and old is not None and inst.get("type") and old.get("type") != inst.get("type"):
-            inst = {**inst}
-        current[ds] = _merge_instance(old, inst, now, patch=patch)
+        if is_null(inst):
+            del current[ds]  # NGSI-LD Null deletes the instance
+        else:
+            current[ds] = _merge_instance(old, inst, now, patch=patch)
         changed = True
     if not changed:
-        if only_existing:
+        if only_existing or any(is_null(i) for i in instances(new)):
             return "attribute (or datasetId instance) does not exist"
         return "attribute exists and noOverwrite was asked"
-    attrs[name] = _pack(list(current.values()))
+    if current:
+        attrs[name] = _pack(list(current.values()))
+    else:
+        attrs.pop(name, None)
     return None
 
 
@@ -249,20 +262,8 @@ def merge_entity(session: Session, tenant_name: str | None, entity_id: str, frag
     for name, value in fragment.items():
         if name in ("id", "type", "scope"):
             continue
-        if _is_null(value):
-            attrs.pop(name, None)
-            continue
         _set_attr(attrs, name, value, now, patch=True)
     _touch(session, ent, attrs)
-
-
-def _is_null(value: Any) -> bool:
-    if value == NGSI_NULL:
-        return True
-    if isinstance(value, dict):
-        member = VALUE_MEMBER.get(value.get("type", ""), "value")
-        return value.get(member) == NGSI_NULL
-    return False
 
 
 def update_attr(session: Session, tenant_name: str | None, entity_id: str, name: str, fragment: dict[str, Any], *,
@@ -277,6 +278,14 @@ def update_attr(session: Session, tenant_name: str | None, entity_id: str, name:
     if ds not in current:
         raise ResourceNotFound(f"attribute {name} has no instance with datasetId {ds}")
     old = current[ds]
+    if is_null(fragment):
+        del current[ds]
+        if current:
+            attrs[name] = _pack(list(current.values()))
+        else:
+            del attrs[name]
+        _touch(session, ent, attrs)
+        return
     if replace:
         current[ds] = _stamp_instance(fragment, now, old.get("createdAt"))
     else:
