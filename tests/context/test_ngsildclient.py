@@ -25,7 +25,6 @@ import importlib
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -41,6 +39,7 @@ import httpx
 import pytest
 
 from tests.conftest import need
+from tests.servers import free_port, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -82,24 +81,8 @@ def ng() -> ModuleType:
     return module
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"server at {base} not ready:\n{log.read_text()[-3000:]}")
 
 
 @dataclass
@@ -121,14 +104,14 @@ def broker(ng: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     done = subprocess.run([sys.executable, "-m", "cityplus", "db", "upgrade"], cwd=tmp, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    port = _free_port()
+    port = free_port()
     log = tmp / "server.log"
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
             [sys.executable, "-m", "cityplus", "serve", "--host", "127.0.0.1", "--port", str(port)],
             cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", proc, log)
+        wait_ready(f"http://127.0.0.1:{port}", proc, log)
         yield Broker("127.0.0.1", port)
     finally:
         proc.terminate()

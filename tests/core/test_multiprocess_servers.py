@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,37 +25,16 @@ from cityplus.core.events import EventOutbox, EventReceipt
 from cityplus.core.identity import service as identity
 from cityplus.core.modules import ModuleRegistry
 from tests.conftest import need
+from tests.servers import free_port, reachable, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.postgres]
 NATS_URL = os.environ.get("CITYPLUS_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def _reachable(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
-def _wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"server at {base} not ready:\n{log.read_text()[-3000:]}")
 
 
 async def _delete_stream(name: str) -> None:
@@ -73,7 +51,7 @@ async def _delete_stream(name: str) -> None:
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_two_servers_share_events(db_url: str, tmp_path: Path) -> None:
-    need(_reachable("127.0.0.1", 4222), "NATS JetStream is not reachable on 127.0.0.1:4222")
+    need(reachable("127.0.0.1", 4222), "NATS JetStream is not reachable on 127.0.0.1:4222")
     stream = f"CITYPLUS_T{uuid.uuid4().hex[:10].upper()}"
     db = Database(db_url)
     try:
@@ -89,7 +67,7 @@ def test_two_servers_share_events(db_url: str, tmp_path: Path) -> None:
         procs, bases, logs = [], [], []
         try:
             for i in range(2):
-                port = _free_port()
+                port = free_port()
                 log = tmp_path / f"server{i}.log"
                 logs.append(log)
                 with log.open("wb") as out:  # the child keeps its own copy of the descriptor
@@ -98,7 +76,7 @@ def test_two_servers_share_events(db_url: str, tmp_path: Path) -> None:
                         cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT))
                 bases.append(f"http://127.0.0.1:{port}")
             for proc, base, log in zip(procs, bases, logs, strict=True):
-                _wait_ready(base, proc, log)
+                wait_ready(base, proc, log)
             headers = {"Authorization": f"Bearer {secret}"}
             created = []
             with httpx.Client(headers=headers, timeout=10) as client:

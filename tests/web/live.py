@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import uvicorn
 from cityplus.core.audit import Actor
 from cityplus.core.config import load_settings
 from cityplus.core.context import AppContext
+from tests.servers import free_port
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -27,10 +27,6 @@ def find_chromium() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prepare_demo_database(ctx: AppContext) -> None:
@@ -61,7 +57,7 @@ class LiveServer:
                                  secret_key="browser-test", bus_url="", log_format="console")
         self.ctx = build_context(settings)
         prepare_demo_database(self.ctx)
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(create_app(ctx=self.ctx), host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on", ws="none", http="h11", access_log=False)
