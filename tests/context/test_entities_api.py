@@ -290,3 +290,15 @@ async def test_ngsi_ld_null_deletes(client, writer) -> None:  # type: ignore[no-
     got = await client.get("/ngsi-ld/v1/entities", params={"type": "AirQualityObserved", "q": "district"},
                            headers=writer)
     assert all(e["id"] != doc["id"] for e in got.json())  # the query index forgot it too
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PATCH"])
+async def test_invalid_entity_id_in_path_is_bad_request(client, writer, method: str) -> None:  # type: ignore[no-untyped-def]
+    r = await client.request(method, "/ngsi-ld/v1/entities/not-a-uri", headers={**writer, **JS}, content=b"{}")
+    assert r.status_code == 400 and r.json()["type"] == E + "BadRequestData"
+
+
+async def test_authentication_comes_before_input_checks(client) -> None:  # type: ignore[no-untyped-def]
+    r = await client.post("/ngsi-ld/v1/entities", headers={"Content-Type": "text/plain"}, content=b"x")
+    assert r.status_code == 401
+    assert (await client.get("/ngsi-ld/v1/entities/not-a-uri")).status_code == 401

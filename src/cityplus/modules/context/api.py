@@ -16,6 +16,7 @@ from cityplus.modules.context import query as qmod
 from cityplus.modules.context.api_common import (
     PREFIX,
     Body,
+    EntityId,
     Reader,
     Writer,
     actor_of,
@@ -35,7 +36,7 @@ def router() -> APIRouter:
     r = APIRouter(prefix=PREFIX, tags=["ngsi-ld"])
 
     @r.post("/entities", status_code=201, operation_id="ngsild_create_entity")
-    def create_entity(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+    def create_entity(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Create an entity."""
         ld = ld_request(request, *body)
         entity = expand_entity(body[0], ld)
@@ -78,7 +79,7 @@ def router() -> APIRouter:
         return http.ld_response(docs, ld, headers=headers)
 
     @r.get("/entities/{entity_id}", operation_id="ngsild_get_entity")
-    def get_entity(entity_id: str, request: Request, principal: Reader, session: DbSession) -> Response:
+    def get_entity(request: Request, principal: Reader, entity_id: EntityId, session: DbSession) -> Response:
         """One entity."""
         ld = ld_request(request)
         ent = service.get_entity(session, http.tenant_of(request), entity_id)
@@ -88,7 +89,7 @@ def router() -> APIRouter:
         return http.ld_response(render(request, ld, ent, attrs_param(request, ld)), ld)
 
     @r.put("/entities/{entity_id}", status_code=204, operation_id="ngsild_replace_entity")
-    def replace_entity(entity_id: str, request: Request, body: Body, principal: Writer, session: DbSession
+    def replace_entity(request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                        ) -> Response:
         """Replace an entity."""
         ld = ld_request(request, *body)
@@ -102,7 +103,7 @@ def router() -> APIRouter:
         return Response(status_code=204)
 
     @r.patch("/entities/{entity_id}", status_code=204, operation_id="ngsild_merge_entity")
-    def merge_entity(entity_id: str, request: Request, body: Body, principal: Writer, session: DbSession
+    def merge_entity(request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                      ) -> Response:
         """Merge-patch an entity (urn:ngsi-ld:null deletes an attribute)."""
         ld = ld_request(request, *body)
@@ -113,7 +114,7 @@ def router() -> APIRouter:
         return Response(status_code=204)
 
     @r.delete("/entities/{entity_id}", status_code=204, operation_id="ngsild_delete_entity")
-    def delete_entity(entity_id: str, request: Request, principal: Writer, session: DbSession) -> Response:
+    def delete_entity(request: Request, principal: Writer, entity_id: EntityId, session: DbSession) -> Response:
         """Delete an entity."""
         service.delete_entity(session, http.tenant_of(request), entity_id)
         audit.append(session, actor_of(principal), "context.entity_delete", "ngsi_ld_entity", entity_id,
@@ -121,7 +122,7 @@ def router() -> APIRouter:
         return Response(status_code=204)
 
     @r.post("/entities/{entity_id}/attrs", operation_id="ngsild_append_attrs")
-    def append_attrs(entity_id: str, request: Request, body: Body, principal: Writer, session: DbSession
+    def append_attrs(request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                      ) -> Response:
         """Append attributes (options=noOverwrite keeps existing ones)."""
         ld = ld_request(request, *body)
@@ -132,7 +133,7 @@ def router() -> APIRouter:
         return update_result(result, ld)
 
     @r.patch("/entities/{entity_id}/attrs", operation_id="ngsild_update_attrs")
-    def update_attrs(entity_id: str, request: Request, body: Body, principal: Writer, session: DbSession
+    def update_attrs(request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                      ) -> Response:
         """Update existing attributes."""
         ld = ld_request(request, *body)
@@ -152,7 +153,7 @@ def router() -> APIRouter:
         return name, jsonld.expand_entity({attr: instance}, ld.active)[name]
 
     @r.patch("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_patch_attr")
-    def patch_attr(entity_id: str, attr: str, request: Request, body: Body, principal: Writer, session: DbSession
+    def patch_attr(attr: str, request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                    ) -> Response:
         """Partially update one attribute: the members and sub-attributes given replace those stored."""
         ld = ld_request(request, *body)
@@ -171,7 +172,7 @@ def router() -> APIRouter:
         return Response(status_code=204)
 
     @r.put("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_replace_attr")
-    def replace_attr(entity_id: str, attr: str, request: Request, body: Body, principal: Writer,
+    def replace_attr(attr: str, request: Request, principal: Writer, body: Body, entity_id: EntityId,
                      session: DbSession) -> Response:
         """Replace one attribute."""
         name, fragment = _attr_fragment(ld_request(request, *body), body[0], attr, partial=False)
@@ -179,7 +180,7 @@ def router() -> APIRouter:
         return Response(status_code=204)
 
     @r.delete("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_delete_attr")
-    def delete_attr(entity_id: str, attr: str, request: Request, principal: Writer, session: DbSession
+    def delete_attr(attr: str, request: Request, principal: Writer, entity_id: EntityId, session: DbSession
                     ) -> Response:
         """Delete an attribute (one datasetId, or all instances with deleteAll=true)."""
         check_attr_name(attr)

@@ -74,7 +74,7 @@ def router() -> APIRouter:
         return res
 
     @r.post("/create", operation_id="ngsild_batch_create")
-    def batch_create(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+    def batch_create(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Create entities; 201 with their ids, or 207 listing successes and errors."""
         tenant = http.tenant_of(request)
         res = _run(request, session, body, lambda s, e: service.create_entity(s, tenant, e))
@@ -82,7 +82,7 @@ def router() -> APIRouter:
         return _result(res, ok_status=201, ok_body=res.success)
 
     @r.post("/upsert", operation_id="ngsild_batch_upsert")
-    def batch_upsert(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+    def batch_upsert(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Create or update entities (options=update appends, default replaces)."""
         tenant = http.tenant_of(request)
         opts, _ = http.options(request)
@@ -99,7 +99,7 @@ def router() -> APIRouter:
         return JSONResponse(created, status_code=201) if created else Response(status_code=204)
 
     @r.post("/update", operation_id="ngsild_batch_update")
-    def batch_update(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+    def batch_update(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Update attributes of existing entities (options=noOverwrite keeps existing attributes)."""
         tenant = http.tenant_of(request)
         opts, _ = http.options(request)
@@ -112,7 +112,7 @@ def router() -> APIRouter:
         return _result(res, ok_status=204)
 
     @r.post("/merge", operation_id="ngsild_batch_merge")
-    def batch_merge(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+    def batch_merge(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Merge-patch existing entities."""
         tenant = http.tenant_of(request)
         res = _run(request, session, body, lambda s, e: service.merge_entity(s, tenant, e["id"], e),
@@ -121,7 +121,7 @@ def router() -> APIRouter:
         return _result(res, ok_status=204)
 
     @r.post("/delete", operation_id="ngsild_batch_delete")
-    def batch_delete(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+    def batch_delete(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Delete entities by id."""
         tenant = http.tenant_of(request)
         ids = _entities(body[0])
@@ -139,7 +139,7 @@ def router() -> APIRouter:
         return _result(res, ok_status=204)
 
     @r.post("/query", operation_id="ngsild_batch_query")
-    def batch_query(request: Request, body: Body, principal: Reader, session: DbSession) -> Response:
+    def batch_query(request: Request, principal: Reader, body: Body, session: DbSession) -> Response:
         """Query entities with a Query object in the body (same semantics as GET /entities)."""
         data = body[0]
         if not isinstance(data, dict) or data.get("type") != "Query":

@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse, Response
 from cityplus.api.deps import DbSession, Principal, RequireScope, get_ctx, resolve_principal
 from cityplus.core.audit import Actor
 from cityplus.modules.context import http, jsonld, service
-from cityplus.modules.context.normalize import normalize_entity
+from cityplus.modules.context.errors import BadRequestData
+from cityplus.modules.context.normalize import is_uri, normalize_entity
 from cityplus.modules.context.runtime import runtime
 
 PREFIX = "/ngsi-ld/v1"
@@ -38,6 +39,16 @@ async def json_body(request: Request) -> tuple[Any, str]:
 
 
 Body = Annotated[tuple[Any, str], Depends(json_body)]
+
+
+def entity_id_param(entity_id: str) -> str:
+    """The {entityId} path segment, which must be a URI (400 BadRequestData, not a 404 lookup, otherwise)."""
+    if not is_uri(entity_id):
+        raise BadRequestData(f"entity id must be a URI, not {entity_id[:80]!r}")
+    return entity_id
+
+
+EntityId = Annotated[str, Depends(entity_id_param)]
 
 
 def actor_of(principal: Principal | None) -> Actor:

@@ -194,7 +194,7 @@ def router() -> APIRouter:
     r = APIRouter(prefix=PREFIX, tags=["ngsi-ld"])
 
     @r.post(PATH, status_code=201, operation_id="ngsild_add_jsonld_context")
-    def add_context(request: Request, body: Body, principal: Writer, session: DbSession) -> Response:
+    def add_context(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Add (host) an @context; it is then served at, and resolvable by, the URL in the Location header."""
         context = validate_document(body[0], runtime(get_ctx(request)).resolver)
         row = add_hosted(session, request, context)
