@@ -23,7 +23,6 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    literal,
     not_,
     or_,
     select,
@@ -159,12 +158,17 @@ def _compare(col: Any, op: str, v: Any) -> ColumnElement[bool]:
 
 
 def _exists(entity_pk_col: Any, index_table: Table, attr: str, cond: Callable[[Any], Any] | None = None) -> Any:
-    """EXISTS(index row of this entity for `attr` [and cond])."""
+    """The entity has an index row for `attr` [meeting cond].
+
+    Written as `pk IN (SELECT entity_pk … WHERE attr = … AND cond)`, not as a correlated EXISTS: the sub-query is
+    evaluated once through the (attr, value) indexes. A correlated EXISTS let SQLite probe the (attr, num) index
+    once per entity — a 20,000-entity `q` query took minutes.
+    """
     idx = index_table.alias()
-    where = [idx.c.entity_pk == entity_pk_col, idx.c.attr == attr[:512]]
+    where = [idx.c.attr == attr[:512]]
     if cond is not None:
         where.append(cond(idx))
-    return select(literal(1)).select_from(idx).where(*where).exists()
+    return entity_pk_col.in_(select(idx.c.entity_pk).where(*where))
 
 
 def to_sql(node: Node, entity_pk_col: Any, index_table: Table) -> ColumnElement[bool] | None:
