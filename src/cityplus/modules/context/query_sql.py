@@ -148,6 +148,10 @@ def _literal_cond(idx: Any, op: str, lit: Any) -> ColumnElement[bool] | None:
             return None
         if len(lit) >= TEXT_LEN:  # stored values are truncated: compare prefixes, non-strictly
             lit, op = lit[:TEXT_LEN], {">": ">=", "<": "<="}.get(op, op)
+        if op == "==":
+            # Equality does not depend on collation (PostgreSQL's are deterministic): the bare columns keep the
+            # (attr, text) and (attr, obj) indexes usable, which COLLATE "C" would not.
+            return or_(idx.c.text == lit, idx.c.obj == lit)
         return or_(_compare(_Codepoint(idx.c.text), op, lit), _compare(_Codepoint(idx.c.obj), op, lit))
     return None  # date and time literals compare parsed strings: no ordered column
 
