@@ -29,8 +29,6 @@ from cityplus.core.events import (
     EventOutbox,
     EventReceipt,
     Handler,
-    InProcessBus,
-    create_bus,
     event_type,
     lookup_event_type,
     pattern_matches,
@@ -38,6 +36,7 @@ from cityplus.core.events import (
     recent_events,
     record,
 )
+from cityplus.core.events_bus import InProcessBus, create_bus
 from cityplus.core.events_nats import NatsBus
 
 

@@ -16,7 +16,8 @@ from cityplus.api.routes import include, route_table
 from cityplus.core.config import Settings, get_settings
 from cityplus.core.context import AppContext
 from cityplus.core.db import Database
-from cityplus.core.events import CORE_HANDLERS, create_bus
+from cityplus.core.events import CORE_HANDLERS
+from cityplus.core.events_bus import create_bus
 from cityplus.core.modules import ModuleRegistry
 
 log = structlog.get_logger("cityplus.app")

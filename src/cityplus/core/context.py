@@ -10,7 +10,7 @@ from cityplus.core.db import Database
 from cityplus.core.modules import ModuleRegistry
 
 if TYPE_CHECKING:
-    from cityplus.core.events import EventBus
+    from cityplus.core.events_bus import EventBus
 
 
 @dataclass

@@ -28,14 +28,13 @@ from cityplus.core.db import Database
 from cityplus.core.events import (
     _NAME_RE,
     Handler,
-    OutboxRelayBus,
-    _OutboxItem,
     decode_event,
     handle_in_group,
     log,
     log_handler_failure,
     process_identity,
 )
+from cityplus.core.events_bus import OutboxRelayBus, _OutboxItem
 
 T = TypeVar("T")
 
