@@ -434,8 +434,9 @@ def _candidates(session: Session, t: ContextTenant, query: EntityQuery) -> Itera
     if query.geo is not None:
         cond = geomod.bbox_condition(query.geo, geo_index, session.get_bind().dialect.name)
         if cond is not None:
-            stmt = stmt.where(exists().where(geo_index.c.entity_pk == ContextEntity.pk,
-                                             geo_index.c.attr == query.geo.geoproperty, cond))
+            # An IN sub-query, evaluated once through the bbox index (a correlated EXISTS ran once per entity).
+            stmt = stmt.where(ContextEntity.pk.in_(select(geo_index.c.entity_pk).where(
+                geo_index.c.attr == query.geo.geoproperty, cond)))
     last = 0
     while True:
         rows = session.scalars(stmt.where(ContextEntity.pk > last).order_by(ContextEntity.pk).limit(SCAN_BATCH)).all()
