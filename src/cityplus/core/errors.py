@@ -38,13 +38,6 @@ class Conflict(DomainError):
     status, title, type_slug = 409, "Conflict", "conflict"
 
 
-class PayloadTooLarge(DomainError):
-    status, title, type_slug = 413, "Payload too large", "payload-too-large"
-
 
 class Unprocessable(DomainError):
     status, title, type_slug = 422, "Validation failed", "validation-failed"
-
-
-class TooManyRequests(DomainError):
-    status, title, type_slug = 429, "Too many requests", "too-many-requests"

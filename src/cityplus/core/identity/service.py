@@ -8,7 +8,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from importlib.resources import files
 from typing import Any
 
@@ -452,7 +452,3 @@ def check_same_org(actor_user: User, target: User) -> None:
         return
     if actor_user.org_id is None or actor_user.org_id != target.org_id:
         raise Forbidden("that user belongs to another organisation")
-
-
-def token_expired(token: ApiToken, now: datetime | None = None) -> bool:
-    return bool(token.expires_at and token.expires_at <= (now or utcnow()))

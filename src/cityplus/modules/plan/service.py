@@ -132,11 +132,6 @@ def org_role(session: Session, code: str) -> OrgPlanRole:
     return OrgPlanRole(org=org, leads=leads, shares=shares, leads_areas=areas)
 
 
-def unit_counts(session: Session) -> dict[str, int]:
-    """How many tasks each org code is responsible for."""
-    rows = session.execute(select(PlanTaskUnit.org_code, func.count()).group_by(PlanTaskUnit.org_code))
-    return {code: int(n) for code, n in rows}
-
 
 @dataclass(frozen=True)
 class CoverageRow:
