@@ -126,33 +126,17 @@ def cached_id(url: str) -> str:
     return "cached-" + hashlib.sha256(url.encode()).hexdigest()[:32]
 
 
-def _remote_cached(resolver: jsonld.ContextResolver) -> list[str]:
-    # ContextResolver keeps fetched documents in `_docs` (url → (failure expiry or None, value or error)) and has
-    # no public listing; only successful fetches (no expiry) count as cached copies.
-    docs = getattr(resolver, "_docs", None)
-    lock = getattr(resolver, "_lock", None)
-    if docs is None or lock is None:
-        return []
-    with lock:
-        return [url for url, (expiry, _) in docs.items() if expiry is None]
-
-
 def list_cached(request: Request) -> list[ContextInfo]:
     rt = runtime(get_ctx(request))
     out = [ContextInfo(url=jsonld.CORE_CONTEXT_URL, local_id=cached_id(jsonld.CORE_CONTEXT_URL), kind=CACHED,
                        origin="core")]
     seen = {jsonld.CORE_CONTEXT_URL}
-    for origin, urls in (("preload", sorted(rt.settings.preload)), ("remote", _remote_cached(rt.resolver))):
+    for origin, urls in (("preload", sorted(rt.settings.preload)), ("remote", rt.resolver.cached_urls())):
         for url in urls:
             if url not in seen:
                 seen.add(url)
                 out.append(ContextInfo(url=url, local_id=cached_id(url), kind=CACHED, origin=origin))
     return out
-
-
-def is_core(url: str) -> bool:
-    """Whether the URL names the NGSI-LD core context (any version the resolver maps to its built-in copy)."""
-    return jsonld._CORE_URL.match(url) is not None  # the resolver's own rule, not a copy
 
 
 def find(session: Session, request: Request, context_id: str) -> tuple[ContextInfo, HostedContext | None]:
@@ -163,7 +147,7 @@ def find(session: Session, request: Request, context_id: str) -> tuple[ContextIn
     for info in list_cached(request):
         if context_id in (info.local_id, info.url):
             return info, None
-    if is_core(context_id):  # another core-context version: the same built-in copy
+    if jsonld.is_core_url(context_id):  # another core-context version: the same built-in copy
         return ContextInfo(url=context_id, local_id=cached_id(context_id), kind=CACHED, origin="core"), None
     raise ResourceNotFound(f"no @context {context_id}")
 

@@ -61,6 +61,11 @@ _VALUE_MEMBERS = frozenset({"value", "object", "objectList", "valueList", "langu
 _VOCAB_MEMBERS = frozenset({"vocab", "previousVocab", "objectType"})
 
 
+def is_core_url(url: str) -> bool:
+    """Whether the URL names the NGSI-LD core context (any version served by the built-in copy)."""
+    return _CORE_URL.match(url) is not None
+
+
 class LdContextNotAvailable(Exception):
     """A remote @context could not be retrieved or is not a valid context document (503 LdContextNotAvailable)."""
 
@@ -365,6 +370,11 @@ class ContextResolver:
     def core(self) -> ActiveContext:
         """The core-only ActiveContext."""
         return self.resolve(None)
+
+    def cached_urls(self) -> list[str]:
+        """URLs of documents fetched successfully and still cached (failures, briefly remembered, excluded)."""
+        with self._lock:
+            return [url for url, (expiry, _) in self._docs.items() if expiry is None]
 
     def invalidate(self, url: str | None = None) -> None:
         """Forget cached documents (one URL or all) and all ActiveContexts, e.g. after a hosted context changed."""
