@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from cityplus.api.deps import PUBLIC_ROUTE, Ctx, DbSession, Scoped
 from cityplus.core.identity import service as identity
+from cityplus.core.identity.models import Organisation
 from cityplus.modules.plan import service
 from cityplus.modules.plan.models import PlanArea, PlanTask
 from cityplus.modules.plan.schemas import (
@@ -31,10 +32,11 @@ def task_summary(t: PlanTask) -> TaskSummary:
                        units=[UnitRef(code=u.org_code, name_zh=u.name_zh, lead=u.is_lead) for u in t.units])
 
 
-def area_public(a: PlanArea, codes: dict[str, str]) -> AreaPublic:
+def area_public(a: PlanArea, orgs: dict[str, Organisation]) -> AreaPublic:
     return AreaPublic(number=a.number, numeral=a.numeral, key=a.key, title={"zh": a.title_zh, "en": a.title_en},
                       intro={"zh": a.intro_zh, "en": a.intro_en},
-                      lead_units=[UnitRef(code=codes[n], name_zh=n, lead=i == 0) for i, n in enumerate(a.lead_units)],
+                      lead_units=[UnitRef(code=orgs[n].code, name_zh=n, lead=i == 0)
+                                  for i, n in enumerate(a.lead_units)],
                       tasks=[t.number for t in a.tasks])
 
 
@@ -44,14 +46,13 @@ def router() -> APIRouter:
     @r.get("/areas", response_model=list[AreaPublic], operation_id="list_plan_areas", dependencies=[PUBLIC_ROUTE])
     def list_plan_areas(session: DbSession) -> list[AreaPublic]:
         """The plan's 12 areas with their lead units and tasks."""
-        codes = {o.name_zh: o.code for o in identity.list_organisations(session)}
-        return [area_public(a, codes) for a in service.list_areas(session)]
+        orgs = identity.organisation_by_name(session)
+        return [area_public(a, orgs) for a in service.list_areas(session)]
 
     @r.get("/areas/{number}", response_model=AreaPublic, operation_id="get_plan_area", dependencies=[PUBLIC_ROUTE])
     def get_plan_area(number: AreaNumber, session: DbSession) -> AreaPublic:
         """One area."""
-        codes = {o.name_zh: o.code for o in identity.list_organisations(session)}
-        return area_public(service.get_area(session, number), codes)
+        return area_public(service.get_area(session, number), identity.organisation_by_name(session))
 
     @r.get("/tasks", response_model=list[TaskSummary], operation_id="list_plan_tasks", dependencies=[PUBLIC_ROUTE])
     def list_plan_tasks(
