@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -69,8 +69,7 @@ def list_events(
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    from datetime import UTC
-
+    """Query datetimes without a zone are taken as UTC."""
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value

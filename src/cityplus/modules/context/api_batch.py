@@ -175,5 +175,5 @@ def router() -> APIRouter:
 def _audit(session: Session, principal: Any, what: str, res: service.BatchResult, tenant: str | None) -> None:
     # One summary entry per batch, not one per entity: batches carry sensor readings by the thousand.
     if res.success:
-        audit.append(session, actor_of(principal), f"context.batch_{what}", "ngsi_ld_batch", str(len(res.success)),
-                     {"tenant": tenant, "succeeded": len(res.success), "failed": len(res.errors)})
+        audit.append(session, actor_of(principal), f"context.batch_{what}", "ngsi_ld_tenant", tenant or "default",
+                     {"succeeded": len(res.success), "failed": len(res.errors)})
