@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy.orm import Session
 
 from cityplus.api.deps import Ctx, DbSession
 from cityplus.core.context import AppContext
@@ -41,11 +40,6 @@ def services_by_area(registry: ModuleRegistry) -> dict[int, list[tuple[NavLink, 
     return dict(out)
 
 
-def orgs_by_name(session: Session) -> dict[str, Organisation]:
-    """Organisations by their short Chinese name, the way the plan text names units."""
-    return {o.name_zh: o for o in identity.list_organisations(session)}
-
-
 def router() -> APIRouter:
     """Every core page (the modules add theirs through their manifests' page_routers)."""
     r = APIRouter(include_in_schema=False)
@@ -60,7 +54,7 @@ def router() -> APIRouter:
         unplaced = [pair for n, pairs in sorted(services.items()) if n not in {a.number for a in areas}
                     for pair in pairs]
         return render(request, "home.html", {
-            "areas": areas, "services": services, "unplaced": unplaced, "orgs": orgs_by_name(session),
+            "areas": areas, "services": services, "unplaced": unplaced, "orgs": identity.organisation_by_name(session),
             "notice": labels.notice(notice)})
 
     @r.post("/locale")
@@ -95,7 +89,7 @@ def router() -> APIRouter:
         plan = plan_service(ctx)
         role = plan.org_role(session, code) if plan is not None else None
         return render(request, "org.html", {"org": org, "parent": parent, "role": role,
-                                            "orgs": orgs_by_name(session)})
+                                            "orgs": identity.organisation_by_name(session)})
 
     r.include_router(account.router())
     r.include_router(admin.router())

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse
 from cityplus.api.deps import Ctx, DbSession
 from cityplus.core.identity import service as identity
 from cityplus.modules.plan import service
-from cityplus.web.pages import orgs_by_name, services_by_area
+from cityplus.web.pages import services_by_area
 from cityplus.web.render import PublicPage, render
 
 AREAS = 12
@@ -23,14 +23,15 @@ def router() -> APIRouter:
     def plan(request: Request, _: PublicPage, session: DbSession) -> HTMLResponse:
         """The 12 areas of the action plan with their 46 tasks."""
         return render(request, "plan/index.html", {"areas": service.list_areas(session),
-                                                   "orgs": orgs_by_name(session)})
+                                                   "orgs": identity.organisation_by_name(session)})
 
     @r.get("/areas/{number:int}", response_class=HTMLResponse)
     def area(number: int, request: Request, _: PublicPage, session: DbSession, ctx: Ctx) -> HTMLResponse:
         """One area: its aim, lead units, tasks and the platform's services under it."""
         a = service.get_area(session, number)
         return render(request, "plan/area.html", {
-            "area": a, "orgs": orgs_by_name(session), "services": services_by_area(ctx.registry).get(number, []),
+            "area": a, "orgs": identity.organisation_by_name(session),
+            "services": services_by_area(ctx.registry).get(number, []),
             "prev": number - 1 if number > 1 else None, "next": number + 1 if number < AREAS else None})
 
     @r.get("/tasks/{number:int}", response_class=HTMLResponse)
