@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -56,9 +55,9 @@ def _result(res: service.BatchResult, *, ok_status: int, ok_body: Any = None) ->
 def router() -> APIRouter:
     r = APIRouter(prefix=f"{PREFIX}/entityOperations", tags=["ngsi-ld"])
 
-    def _run(request: Request, session: Session, body: tuple[Any, str], op: Callable[[Session, dict[str, Any]], Any],
-             *, require_type: bool = True) -> service.BatchResult:
-        """Expand each entity (a bad one fails alone), then run op on each in its own savepoint."""
+    def _run(request: Request, session: Session, body: tuple[Any, str], op: str, *, require_type: bool = True
+             ) -> service.BatchResult:
+        """Expand each entity (a bad one fails alone), then apply the operation to the rest, set-based."""
         shared = ld_request(request, None, http.JSON) if body[1] == http.JSON else None
         failed: list[tuple[str, Exception]] = []
         entities: list[dict[str, Any]] = []
@@ -69,72 +68,56 @@ def router() -> APIRouter:
                 entities.append(expand_entity(raw, ld, require_type=require_type))
             except NgsiLdError as exc:
                 failed.append((str(raw.get("id") if isinstance(raw, dict) else raw), exc))
-        res = service.batch(session, [(e["id"], (lambda s, e=e: op(s, e))) for e in entities])
+        res = service.batch_write(session, http.tenant_of(request), op, entities)
         res.errors = failed + res.errors
         return res
 
     @r.post("/create", operation_id="ngsild_batch_create")
     def batch_create(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Create entities; 201 with their ids, or 207 listing successes and errors."""
-        tenant = http.tenant_of(request)
-        res = _run(request, session, body, lambda s, e: service.create_entity(s, tenant, e))
-        _audit(session, principal, "create", res, tenant)
+        res = _run(request, session, body, "create")
+        _audit(session, principal, "create", res, http.tenant_of(request))
         return _result(res, ok_status=201, ok_body=res.success)
 
     @r.post("/upsert", operation_id="ngsild_batch_upsert")
     def batch_upsert(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Create or update entities (options=update appends, default replaces)."""
-        tenant = http.tenant_of(request)
         opts, _ = http.options(request)
-        created: list[str] = []
-
-        def op(s: Session, e: dict[str, Any]) -> None:
-            if service.upsert_entity(s, tenant, e, replace="update" not in opts):
-                created.append(e["id"])
-
-        res = _run(request, session, body, op)
-        _audit(session, principal, "upsert", res, tenant)
+        res = _run(request, session, body, "upsert_update" if "update" in opts else "upsert")
+        _audit(session, principal, "upsert", res, http.tenant_of(request))
         if res.errors:
             return _result(res, ok_status=204)
-        return JSONResponse(created, status_code=201) if created else Response(status_code=204)
+        return JSONResponse(res.created, status_code=201) if res.created else Response(status_code=204)
 
     @r.post("/update", operation_id="ngsild_batch_update")
     def batch_update(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Update attributes of existing entities (options=noOverwrite keeps existing attributes)."""
-        tenant = http.tenant_of(request)
         opts, _ = http.options(request)
-
-        def op(s: Session, e: dict[str, Any]) -> None:
-            service.append_attrs(s, tenant, e["id"], e, no_overwrite="noOverwrite" in opts)
-
-        res = _run(request, session, body, op, require_type=False)
-        _audit(session, principal, "update", res, tenant)
+        res = _run(request, session, body, "update_no_overwrite" if "noOverwrite" in opts else "update",
+                   require_type=False)
+        _audit(session, principal, "update", res, http.tenant_of(request))
         return _result(res, ok_status=204)
 
     @r.post("/merge", operation_id="ngsild_batch_merge")
     def batch_merge(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Merge-patch existing entities."""
-        tenant = http.tenant_of(request)
-        res = _run(request, session, body, lambda s, e: service.merge_entity(s, tenant, e["id"], e),
-                      require_type=False)
-        _audit(session, principal, "merge", res, tenant)
+        res = _run(request, session, body, "merge", require_type=False)
+        _audit(session, principal, "merge", res, http.tenant_of(request))
         return _result(res, ok_status=204)
 
     @r.post("/delete", operation_id="ngsild_batch_delete")
     def batch_delete(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Delete entities by id."""
         tenant = http.tenant_of(request)
-        ids = _entities(body[0])
-        res = service.BatchResult()
+        invalid: list[tuple[str, Exception]] = []
         valid = []
-        for eid in ids:
+        for eid in _entities(body[0]):
             if is_uri(eid):
                 valid.append(eid)
             else:
-                res.errors.append((str(eid), BadRequestData(f"{eid!r} is not an entity id (URI)")))
-        ran = service.batch(session, [(eid, (lambda s, eid=eid: service.delete_entity(s, tenant, eid)))
-                                      for eid in valid])
-        res.success, res.errors = ran.success, res.errors + ran.errors
+                invalid.append((str(eid), BadRequestData(f"{eid!r} is not an entity id (URI)")))
+        res = service.batch_write(session, tenant, "delete", valid)
+        res.errors = invalid + res.errors
         _audit(session, principal, "delete", res, tenant)
         return _result(res, ok_status=204)
 

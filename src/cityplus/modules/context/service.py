@@ -7,18 +7,22 @@ and compacts responses with the caller's @context. Other modules call these func
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, or_, select
+import structlog
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from cityplus.core.db import utcnow
 from cityplus.modules.context import geo as geomod
 from cityplus.modules.context import query as qmod
-from cityplus.modules.context import query_sql
+from cityplus.modules.context import query_sql, store
 from cityplus.modules.context.errors import (
     AlreadyExists,
     BadRequestData,
@@ -30,6 +34,7 @@ from cityplus.modules.context.models import ContextEntity, ContextEntityType, Co
 from cityplus.modules.context.normalize import MEMBERS, SYSTEM, is_null, without_nulls
 
 SCAN_BATCH = 500
+log = structlog.get_logger("cityplus.context")
 
 
 def stamp() -> str:
@@ -40,14 +45,30 @@ def stamp() -> str:
 # --- tenants -----------------------------------------------------------------------------------------
 
 
+# Committed tenants per database: a tenant is never renamed or deleted, so name → id can be remembered once a
+# lookup has found a row that this session did not create (a row created in an open transaction may roll back).
+_TENANTS: weakref.WeakKeyDictionary[Engine, dict[str, int]] = weakref.WeakKeyDictionary()
+_CREATED = "cityplus.context.created_tenants"
+
+
 def tenant(session: Session, name: str | None, *, create: bool) -> ContextTenant:
-    """The tenant of a request; created on first write, NonexistentTenant on a read of an unknown one."""
+    """The tenant of a request; created on first write, NonexistentTenant on a read of an unknown one.
+
+    The result is a plain ContextTenant carrying id and name; callers read it and never add it to a session.
+    """
     name = name or ""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    known = _TENANTS.setdefault(engine, {})
+    if name in known:
+        return ContextTenant(id=known[name], name=name)
     if len(name) > 128 or (name and not re.fullmatch(r"[A-Za-z0-9_.\-:/]+", name)):
         raise BadRequestData(f"invalid tenant name {name[:64]!r}")
-    row = session.scalar(select(ContextTenant).where(ContextTenant.name == name))
-    if row is not None:
-        return row
+    tid = session.scalar(select(ContextTenant.id).where(ContextTenant.name == name))
+    if tid is not None:
+        if name not in session.info.get(_CREATED, ()):
+            known[name] = tid
+        return ContextTenant(id=tid, name=name)
     if not create:
         if not name:
             # The default tenant exists implicitly: before its first write it is empty, not an error. Reads never
@@ -57,7 +78,8 @@ def tenant(session: Session, name: str | None, *, create: bool) -> ContextTenant
     row = ContextTenant(name=name)
     session.add(row)
     session.flush()
-    return row
+    session.info.setdefault(_CREATED, set()).add(name)
+    return ContextTenant(id=row.id, name=name)
 
 
 # --- storage helpers ---------------------------------------------------------------------------------
@@ -86,38 +108,22 @@ def _document(ent: ContextEntity) -> dict[str, Any]:
     return doc
 
 
-def _reindex(session: Session, ent: ContextEntity) -> None:
-    """Rewrite the query, type and geo index rows of one entity from its stored attributes."""
-    session.execute(delete(attr_index).where(attr_index.c.entity_pk == ent.pk))
-    session.execute(delete(geo_index).where(geo_index.c.entity_pk == ent.pk))
-    session.execute(delete(ContextEntityType).where(ContextEntityType.entity_pk == ent.pk))
-    session.execute(insert(ContextEntityType), [{"entity_pk": ent.pk, "type": t, "tenant_id": ent.tenant_id}
-                                                for t in ent.types])
-    rows = query_sql.index_rows(ent.pk, ent.attrs)
-    if rows:
-        session.execute(insert(attr_index), rows)
-    geo_rows = [geomod.index_row(ent.pk, name, inst.get("datasetId"), inst["value"])
-                for name, attr in ent.attrs.items() for inst in instances(attr) if inst.get("type") == "GeoProperty"]
-    if geo_rows:
-        session.execute(insert(geo_index), geo_rows)
+def _row(session: Session, t: ContextTenant, entity_id: str) -> store.Row:
+    row = store.load(session, t.id, [entity_id]).get(entity_id)
+    if row is None:
+        raise ResourceNotFound(f"entity {entity_id} not found")
+    return row
 
 
 def _load(session: Session, t: ContextTenant, entity_id: str) -> ContextEntity:
-    ent = session.scalar(select(ContextEntity).where(ContextEntity.tenant_id == t.id,
-                                                     ContextEntity.entity_id == entity_id))
+    ent = None if t.id < 0 else session.scalar(
+        select(ContextEntity).where(ContextEntity.tenant_id == t.id, ContextEntity.entity_id == entity_id))
     if ent is None:
         raise ResourceNotFound(f"entity {entity_id} not found")
     return ent
 
 
-def _touch(session: Session, ent: ContextEntity, attrs: dict[str, Any]) -> None:
-    ent.attrs = attrs  # a new dict, so the JSON column is marked changed
-    ent.modified_at = utcnow()
-    session.flush()
-    _reindex(session, ent)
-
-
-# --- entities ------------------------------------------------------------------------------------------
+# --- operations on rows (in memory; store.save writes them) ----------------------------------------------
 
 
 def _fresh_attrs(entity: dict[str, Any], now: str) -> dict[str, Any]:
@@ -132,42 +138,16 @@ def _fresh_attrs(entity: dict[str, Any], now: str) -> dict[str, Any]:
     return out
 
 
-def create_entity(session: Session, tenant_name: str | None, entity: dict[str, Any]) -> ContextEntity:
-    """Create an entity (expanded, normalized, with id and types); AlreadyExists when the id is taken."""
-    t = tenant(session, tenant_name, create=True)
-    taken = session.scalar(select(ContextEntity.pk).where(ContextEntity.tenant_id == t.id,
-                                                          ContextEntity.entity_id == entity["id"]))
-    if taken is not None:
-        raise AlreadyExists(f"entity {entity['id']} already exists")
-    now = stamp()
-    attrs = _fresh_attrs(entity, now)
-    ent = ContextEntity(tenant_id=t.id, entity_id=entity["id"], types=list(entity["type"]),
-                        scopes=entity.get("scope"), attrs=attrs)
-    session.add(ent)
-    session.flush()
-    _reindex(session, ent)
-    return ent
+def _new(entity: dict[str, Any], now: str) -> store.Row:
+    return store.new_row(entity["id"], entity["type"], entity.get("scope"), _fresh_attrs(entity, now))
 
 
-def get_entity(session: Session, tenant_name: str | None, entity_id: str) -> ContextEntity:
-    return _load(session, tenant(session, tenant_name, create=False), entity_id)
-
-
-def delete_entity(session: Session, tenant_name: str | None, entity_id: str) -> None:
-    ent = _load(session, tenant(session, tenant_name, create=False), entity_id)
-    session.execute(delete(attr_index).where(attr_index.c.entity_pk == ent.pk))
-    session.execute(delete(geo_index).where(geo_index.c.entity_pk == ent.pk))
-    session.delete(ent)
-    session.flush()
-
-
-def replace_entity(session: Session, tenant_name: str | None, entity_id: str, entity: dict[str, Any]) -> None:
-    """PUT /entities/{id}: the entity's types, scopes and attributes become exactly those given."""
-    ent = _load(session, tenant(session, tenant_name, create=False), entity_id)
-    now = stamp()
-    ent.types = list(entity["type"])
-    ent.scopes = entity.get("scope")
-    _touch(session, ent, _fresh_attrs(entity, now))
+def _replace(row: store.Row, entity: dict[str, Any], now: str) -> None:
+    """The row's types, scopes and attributes become exactly those of `entity`."""
+    row.set_types(entity["type"])
+    row.set_scopes(entity.get("scope"))
+    row.attrs = _fresh_attrs(entity, now)
+    row.reindex, row.dirty = None, True
 
 
 @dataclass
@@ -191,9 +171,10 @@ def _merge_instance(old: dict[str, Any] | None, new: dict[str, Any], now: str, *
     return _stamp_instance(new, now, created)
 
 
-def _set_attr(attrs: dict[str, Any], name: str, new: Any, now: str, *, patch: bool = False,
+def _set_attr(row: store.Row, name: str, new: Any, now: str, *, patch: bool = False,
               only_existing: bool = False, no_overwrite: bool = False) -> str | None:
-    """Write one attribute's instances into attrs; returns a reason when nothing was written."""
+    """Write one attribute's instances into the row; returns a reason when nothing was written."""
+    attrs = row.attrs
     current = {i.get("datasetId"): i for i in instances(attrs[name])} if name in attrs else {}
     changed = False
     for inst in instances(new):
@@ -216,115 +197,172 @@ def _set_attr(attrs: dict[str, Any], name: str, new: Any, now: str, *, patch: bo
         attrs[name] = _pack(list(current.values()))
     else:
         attrs.pop(name, None)
+    row.changed(name)
     return None
+
+
+def _append(row: store.Row, fragment: dict[str, Any], now: str, *, no_overwrite: bool) -> UpdateResult:
+    """Add attributes (replacing same-datasetId instances unless noOverwrite); types and scopes are added."""
+    result = UpdateResult()
+    if "type" in fragment:
+        row.set_types(list(dict.fromkeys([*row.types, *fragment["type"]])))
+    if "scope" in fragment:
+        row.set_scopes(list(dict.fromkeys([*(row.scopes or []), *fragment["scope"]])))
+    for name, value in fragment.items():
+        if name in ("id", "type", "scope"):
+            continue
+        reason = _set_attr(row, name, value, now, no_overwrite=no_overwrite)
+        (result.not_updated.append((name, reason)) if reason else result.updated.append(name))
+    row.dirty = True  # the entity's modifiedAt moves even when nothing else changed
+    return result
+
+
+def _update(row: store.Row, fragment: dict[str, Any], now: str) -> UpdateResult:
+    """Replace existing attributes only; others are reported not updated."""
+    result = UpdateResult()
+    for name, value in fragment.items():
+        if name in ("id", "type", "scope"):
+            continue
+        reason = _set_attr(row, name, value, now, only_existing=True)
+        (result.not_updated.append((name, reason)) if reason else result.updated.append(name))
+    return result
+
+
+def _merge(row: store.Row, fragment: dict[str, Any], now: str) -> None:
+    """Merge-patch: add or merge attributes; urn:ngsi-ld:null deletes one."""
+    if "type" in fragment:
+        row.set_types(list(dict.fromkeys([*row.types, *fragment["type"]])))
+    if "scope" in fragment:
+        row.set_scopes(fragment["scope"])
+    for name, value in fragment.items():
+        if name in ("id", "type", "scope"):
+            continue
+        _set_attr(row, name, value, now, patch=True)
+    row.dirty = True
+
+
+# --- entities ------------------------------------------------------------------------------------------
+
+
+def create_entity(session: Session, tenant_name: str | None, entity: dict[str, Any]) -> ContextEntity:
+    """Create an entity (expanded, normalized, with id and types); AlreadyExists when the id is taken."""
+    t = tenant(session, tenant_name, create=True)
+    if store.exists(session, t.id, entity["id"]):
+        raise AlreadyExists(f"entity {entity['id']} already exists")
+    row = _new(entity, stamp())
+    store.save(session, t.id, [row])
+    return store.entity(session, row)
+
+
+def get_entity(session: Session, tenant_name: str | None, entity_id: str) -> ContextEntity:
+    return _load(session, tenant(session, tenant_name, create=False), entity_id)
+
+
+def delete_entity(session: Session, tenant_name: str | None, entity_id: str) -> None:
+    row = _row(session, tenant(session, tenant_name, create=False), entity_id)
+    assert row.pk is not None
+    store.remove(session, [row.pk])
+
+
+def replace_entity(session: Session, tenant_name: str | None, entity_id: str, entity: dict[str, Any]) -> None:
+    """PUT /entities/{id}: the entity's types, scopes and attributes become exactly those given."""
+    t = tenant(session, tenant_name, create=False)
+    row = _row(session, t, entity_id)
+    _replace(row, entity, stamp())
+    store.save(session, t.id, [row])
 
 
 def append_attrs(session: Session, tenant_name: str | None, entity_id: str, fragment: dict[str, Any], *,
                  no_overwrite: bool = False) -> UpdateResult:
     """POST /entities/{id}/attrs: add attributes (replacing same-datasetId instances unless noOverwrite)."""
-    ent = _load(session, tenant(session, tenant_name, create=False), entity_id)
-    attrs, now, result = dict(ent.attrs), stamp(), UpdateResult()
-    if "type" in fragment:
-        ent.types = list(dict.fromkeys([*ent.types, *fragment["type"]]))
-    if "scope" in fragment:
-        ent.scopes = list(dict.fromkeys([*(ent.scopes or []), *fragment["scope"]]))
-    for name, value in fragment.items():
-        if name in ("id", "type", "scope"):
-            continue
-        reason = _set_attr(attrs, name, value, now, no_overwrite=no_overwrite)
-        (result.not_updated.append((name, reason)) if reason else result.updated.append(name))
-    _touch(session, ent, attrs)
+    t = tenant(session, tenant_name, create=False)
+    row = _row(session, t, entity_id)
+    result = _append(row, fragment, stamp(), no_overwrite=no_overwrite)
+    store.save(session, t.id, [row])
     return result
 
 
 def update_attrs(session: Session, tenant_name: str | None, entity_id: str, fragment: dict[str, Any]) -> UpdateResult:
     """PATCH /entities/{id}/attrs: replace existing attributes only; others are reported not updated."""
-    ent = _load(session, tenant(session, tenant_name, create=False), entity_id)
-    attrs, now, result = dict(ent.attrs), stamp(), UpdateResult()
-    for name, value in fragment.items():
-        if name in ("id", "type", "scope"):
-            continue
-        reason = _set_attr(attrs, name, value, now, only_existing=True)
-        (result.not_updated.append((name, reason)) if reason else result.updated.append(name))
+    t = tenant(session, tenant_name, create=False)
+    row = _row(session, t, entity_id)
+    result = _update(row, fragment, stamp())
     if result.updated:
-        _touch(session, ent, attrs)
+        store.save(session, t.id, [row])
     return result
 
 
 def merge_entity(session: Session, tenant_name: str | None, entity_id: str, fragment: dict[str, Any]) -> None:
     """PATCH /entities/{id} (merge-patch): add or merge attributes; urn:ngsi-ld:null deletes one."""
-    ent = _load(session, tenant(session, tenant_name, create=False), entity_id)
-    attrs, now = dict(ent.attrs), stamp()
-    if "type" in fragment:
-        ent.types = list(dict.fromkeys([*ent.types, *fragment["type"]]))
-    if "scope" in fragment:
-        ent.scopes = fragment["scope"]
-    for name, value in fragment.items():
-        if name in ("id", "type", "scope"):
-            continue
-        _set_attr(attrs, name, value, now, patch=True)
-    _touch(session, ent, attrs)
+    t = tenant(session, tenant_name, create=False)
+    row = _row(session, t, entity_id)
+    _merge(row, fragment, stamp())
+    store.save(session, t.id, [row])
 
 
 def update_attr(session: Session, tenant_name: str | None, entity_id: str, name: str, fragment: dict[str, Any], *,
                 replace: bool) -> None:
     """PATCH (partial) or PUT (replace) /entities/{id}/attrs/{attr}; the attribute must exist."""
-    ent = _load(session, tenant(session, tenant_name, create=False), entity_id)
-    if name not in ent.attrs:
+    t = tenant(session, tenant_name, create=False)
+    row = _row(session, t, entity_id)
+    if name not in row.attrs:
         raise ResourceNotFound(f"entity {entity_id} has no attribute {name}")
-    attrs, now = dict(ent.attrs), stamp()
-    current = {i.get("datasetId"): i for i in instances(attrs[name])}
+    now = stamp()
+    current = {i.get("datasetId"): i for i in instances(row.attrs[name])}
     ds = fragment.get("datasetId")
     if ds not in current:
         raise ResourceNotFound(f"attribute {name} has no instance with datasetId {ds}")
     old = current[ds]
     if is_null(fragment):
         del current[ds]
-        if current:
-            attrs[name] = _pack(list(current.values()))
-        else:
-            del attrs[name]
-        _touch(session, ent, attrs)
-        return
-    if replace:
+    elif replace:
         current[ds] = _stamp_instance(fragment, now, old.get("createdAt"))
     else:
         fragment = dict(fragment)
         fragment.setdefault("type", old.get("type"))
         current[ds] = _merge_instance(old, fragment, now, patch=True)
-    attrs[name] = _pack(list(current.values()))
-    _touch(session, ent, attrs)
+    if current:
+        row.attrs[name] = _pack(list(current.values()))
+    else:
+        del row.attrs[name]
+    row.changed(name)
+    store.save(session, t.id, [row])
 
 
 def delete_attr(session: Session, tenant_name: str | None, entity_id: str, name: str, *,
                 dataset_id: str | None = None, delete_all: bool = False) -> None:
     """DELETE /entities/{id}/attrs/{attr}: the default instance, one datasetId, or all instances."""
-    ent = _load(session, tenant(session, tenant_name, create=False), entity_id)
-    if name not in ent.attrs:
+    t = tenant(session, tenant_name, create=False)
+    row = _row(session, t, entity_id)
+    if name not in row.attrs:
         raise ResourceNotFound(f"entity {entity_id} has no attribute {name}")
-    attrs = dict(ent.attrs)
     if delete_all:
-        del attrs[name]
+        del row.attrs[name]
     else:
-        remaining = [i for i in instances(attrs[name]) if i.get("datasetId") != dataset_id]
-        if len(remaining) == len(instances(attrs[name])):
+        remaining = [i for i in instances(row.attrs[name]) if i.get("datasetId") != dataset_id]
+        if len(remaining) == len(instances(row.attrs[name])):
             raise ResourceNotFound(f"attribute {name} has no instance with datasetId {dataset_id}")
         if remaining:
-            attrs[name] = _pack(remaining)
+            row.attrs[name] = _pack(remaining)
         else:
-            del attrs[name]
-    _touch(session, ent, attrs)
+            del row.attrs[name]
+    row.changed(name)
+    store.save(session, t.id, [row])
 
 
 # --- batch operations --------------------------------------------------------------------------------
 
+ENTITY_ERRORS = (BadRequestData, AlreadyExists, ResourceNotFound, NonexistentTenant)
+BATCH_OPS = ("create", "upsert", "upsert_update", "update", "update_no_overwrite", "merge", "delete")
+
 
 @dataclass
 class BatchResult:
-    """Entity ids that succeeded, and errors per entity id."""
+    """Entity ids that succeeded, errors per entity id, and (upsert) the ids that were created."""
 
     success: list[str] = field(default_factory=list)
     errors: list[tuple[str, Exception]] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
 
 
 def batch(session: Session, items: Sequence[tuple[str, Callable[[Session], None]]]) -> BatchResult:
@@ -335,7 +373,7 @@ def batch(session: Session, items: Sequence[tuple[str, Callable[[Session], None]
             with session.begin_nested():
                 op(session)
             result.success.append(entity_id)
-        except (BadRequestData, AlreadyExists, ResourceNotFound, NonexistentTenant) as exc:
+        except ENTITY_ERRORS as exc:
             result.errors.append((entity_id, exc))
     return result
 
@@ -343,16 +381,118 @@ def batch(session: Session, items: Sequence[tuple[str, Callable[[Session], None]
 def upsert_entity(session: Session, tenant_name: str | None, entity: dict[str, Any], *, replace: bool) -> bool:
     """Create, or update an existing entity (replace its attributes, or append/overwrite them); True if created."""
     t = tenant(session, tenant_name, create=True)
-    exists_pk = session.scalar(select(ContextEntity.pk).where(ContextEntity.tenant_id == t.id,
-                                                              ContextEntity.entity_id == entity["id"]))
-    if exists_pk is None:
-        create_entity(session, tenant_name, entity)
+    row = store.load(session, t.id, [entity["id"]]).get(entity["id"])
+    now = stamp()
+    if row is None:
+        store.save(session, t.id, [_new(entity, now)])
         return True
     if replace:
-        replace_entity(session, tenant_name, entity["id"], entity)
+        _replace(row, entity, now)
     else:
-        append_attrs(session, tenant_name, entity["id"], entity)
+        _append(row, entity, now, no_overwrite=False)
+    store.save(session, t.id, [row])
     return False
+
+
+def batch_write(session: Session, tenant_name: str | None, op: str, entities: Sequence[dict[str, Any]]
+                ) -> BatchResult:
+    """A batch operation (/entityOperations/*) on expanded entities (ids for `delete`), set-based.
+
+    `op` is one of BATCH_OPS: create, upsert (replace), upsert_update, update, update_no_overwrite, merge, delete.
+    Entities are applied in order in memory (the same id twice acts twice, as one after the other would) and
+    written with a few statements; an entity that fails (e.g. AlreadyExists) fails alone. Should the set-based
+    write itself fail (a concurrent writer created one of the ids, say), it is rolled back and the batch runs
+    again one entity per savepoint, so every entity still succeeds or fails alone.
+    """
+    if op not in BATCH_OPS:
+        raise ValueError(f"unknown batch operation {op!r}")
+    try:
+        t = tenant(session, tenant_name, create=op in ("create", "upsert", "upsert_update"))
+    except NonexistentTenant as exc:
+        return BatchResult(errors=[(_id_of(e), exc) for e in entities])
+    try:
+        with session.begin_nested():
+            return _batch_set_based(session, t, op, entities)
+    except SQLAlchemyError as exc:
+        log.warning("context.batch_fallback", op=op, entities=len(entities), error=str(exc)[:300])
+    return _batch_one_by_one(session, tenant_name, op, entities)
+
+
+def _id_of(entity: Any) -> str:
+    return entity if isinstance(entity, str) else str(entity["id"])
+
+
+def _batch_set_based(session: Session, t: ContextTenant, op: str, entities: Sequence[dict[str, Any]]
+                     ) -> BatchResult:
+    res = BatchResult()
+    stored = store.load(session, t.id, [_id_of(e) for e in entities])
+    state: dict[str, store.Row | None] = dict(stored)
+    removed: list[int] = []
+    now = stamp()
+    for e in entities:
+        eid = _id_of(e)
+        current = state.get(eid)
+        try:
+            if op == "delete":
+                if current is None:
+                    raise ResourceNotFound(f"entity {eid} not found")
+                if current.pk is not None:
+                    removed.append(current.pk)
+                state[eid] = None
+                res.success.append(eid)
+                continue
+            row = current.copy() if current is not None else None
+            if op == "create":
+                if row is not None:
+                    raise AlreadyExists(f"entity {eid} already exists")
+                row = _new(e, now)
+            elif op in ("upsert", "upsert_update"):
+                if row is None:
+                    row = _new(e, now)
+                    res.created.append(eid)
+                elif op == "upsert":
+                    _replace(row, e, now)
+                else:
+                    _append(row, e, now, no_overwrite=False)
+            else:
+                if row is None:
+                    raise ResourceNotFound(f"entity {eid} not found")
+                if op == "merge":
+                    _merge(row, e, now)
+                else:
+                    _append(row, e, now, no_overwrite=op == "update_no_overwrite")
+        except ENTITY_ERRORS as exc:
+            res.errors.append((eid, exc))
+            continue
+        state[eid] = row
+        res.success.append(eid)
+    if removed:
+        store.remove(session, removed)
+    # Rows deleted and created again in one batch are new rows; a created-then-deleted one was never written.
+    store.save(session, t.id, [r for r in state.values() if r is not None and (r.dirty or r.pk is None)])
+    return res
+
+
+def _batch_one_by_one(session: Session, tenant_name: str | None, op: str, entities: Sequence[dict[str, Any]]
+                      ) -> BatchResult:
+    created: list[str] = []
+
+    def run(s: Session, e: Any) -> None:
+        if op == "create":
+            create_entity(s, tenant_name, e)
+        elif op in ("upsert", "upsert_update"):
+            if upsert_entity(s, tenant_name, e, replace=op == "upsert"):
+                created.append(e["id"])
+        elif op == "merge":
+            merge_entity(s, tenant_name, e["id"], e)
+        elif op == "delete":
+            delete_entity(s, tenant_name, e)
+        else:
+            append_attrs(s, tenant_name, e["id"], e, no_overwrite=op == "update_no_overwrite")
+
+    res = batch(session, [(_id_of(e), (lambda s, e=e: run(s, e))) for e in entities])
+    res.created = created
+    return res
 
 
 # --- queries -----------------------------------------------------------------------------------------
