@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         lifespan=lifespan,
         generate_unique_id_function=lambda route: route.name,
     )
-    metrics = Metrics()
+    metrics = Metrics(ctx.metrics)
     app.state.ctx = ctx
     app.state.metrics = metrics
     problems.install(app)

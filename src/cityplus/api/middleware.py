@@ -22,8 +22,8 @@ _RID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 class Metrics:
     """Prometheus collectors of one app (own registry, so several apps in one process do not clash)."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
         self.requests = Counter("cityplus_http_requests_total", "HTTP requests", ["method", "route", "status"],
                                 registry=self.registry)
         self.latency = Histogram("cityplus_http_request_duration_seconds", "HTTP request latency",

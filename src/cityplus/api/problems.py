@@ -20,7 +20,7 @@ log = structlog.get_logger("cityplus.api")
 
 def problem(status: int, title: str, detail: str, *, type_slug: str, errors: list[dict[str, Any]] | None = None,
             headers: dict[str, str] | None = None, instance: str | None = None,
-            type_uri: str | None = None) -> JSONResponse:
+            type_uri: str | None = None, extensions: dict[str, Any] | None = None) -> JSONResponse:
     body: dict[str, Any] = {
         "type": type_uri or PROBLEM_TYPE_BASE + type_slug,
         "title": title,
@@ -34,6 +34,8 @@ def problem(status: int, title: str, detail: str, *, type_slug: str, errors: lis
     rid = request_id_var.get()
     if rid:
         body["request_id"] = rid
+    for key, value in (extensions or {}).items():
+        body.setdefault(key, value)  # extension members never replace the standard ones
     return JSONResponse(body, status_code=status, headers=headers, media_type="application/problem+json")
 
 
@@ -60,7 +62,7 @@ STATUS_SLUGS = {400: "bad-request", 401: "unauthenticated", 403: "forbidden", 40
                 415: "unsupported-media-type", 422: "validation-failed", 429: "too-many-requests"}
 
 
-API_PREFIXES = ("/api/", "/ngsi-ld/", "/healthz", "/readyz", "/metrics", "/openapi.json")
+API_PREFIXES = ("/api/", "/ngsi-ld/", "/iot/", "/healthz", "/readyz", "/metrics", "/openapi.json")
 
 
 def wants_html(request: Request) -> bool:
@@ -86,7 +88,8 @@ def install(app: FastAPI) -> None:
         if page is not None:
             return page
         return problem(exc.status, exc.title, exc.detail, type_slug=exc.type_slug, errors=exc.errors,
-                       headers=exc.headers, instance=request.url.path, type_uri=exc.type_uri)
+                       headers=exc.headers, instance=request.url.path, type_uri=exc.type_uri,
+                       extensions=exc.extensions())
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Any:

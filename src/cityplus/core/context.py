@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import CollectorRegistry
+
 from cityplus.core.config import Settings
 from cityplus.core.db import Database
 from cityplus.core.modules import ModuleRegistry
@@ -23,3 +25,5 @@ class AppContext:
     bus: EventBus
     # Runtime state a module keeps between start() and stop(), keyed by module name.
     module_state: dict[str, Any] = field(default_factory=dict)
+    # Prometheus collectors of this instance (served at /metrics); modules register their own on it.
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)

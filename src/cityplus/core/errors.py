@@ -21,6 +21,10 @@ class DomainError(Exception):
         self.errors = errors or []
         self.headers = headers or {}
 
+    def extensions(self) -> dict[str, Any]:
+        """Extra members of the problem body (RFC 9457 extension members), e.g. a standard API's own error fields."""
+        return {}
+
 
 class Unauthenticated(DomainError):
     status, title, type_slug = 401, "Authentication required", "unauthenticated"
@@ -36,7 +40,6 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     status, title, type_slug = 409, "Conflict", "conflict"
-
 
 
 class Unprocessable(DomainError):

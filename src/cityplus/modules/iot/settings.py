@@ -1,0 +1,25 @@
+"""Settings of the device gateway (CITYPLUS_IOT_*), documented in docs/modules/iot.md."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IotSettings(BaseSettings):
+    """How the gateway talks to the MQTT broker, judges device health and keeps dead letters."""
+
+    model_config = SettingsConfigDict(env_prefix="CITYPLUS_IOT_", extra="ignore")
+
+    mqtt: bool = Field(default=True, description="Subscribe to device topics when CITYPLUS_MQTT_URL is set.")
+    mqtt_client_id: str = Field(default="cityplus-iot", pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+                                description="MQTT client id of the gateway (its persistent session).")
+    mqtt_session_expiry: int = Field(default=86_400, ge=0, le=2**32 - 1,
+                                     description="Seconds the broker keeps the gateway's session while it is away.")
+    default_interval: int = Field(default=300, ge=1, description="Expected seconds between a device's messages.")
+    offline_after: int = Field(default=3, ge=1, description="Missed intervals after which a device is offline.")
+    health_check_seconds: float = Field(default=30, gt=0, description="How often offline devices are looked for.")
+    dead_letter_bytes: int = Field(default=2048, ge=64, le=65_536,
+                                   description="Raw payload bytes kept with a dead letter.")
+    max_payload_bytes: int = Field(default=65_536, ge=64, description="Largest accepted device message.")
+    receipt_hours: int = Field(default=48, ge=1, description="Hours idempotency receipts are kept.")
