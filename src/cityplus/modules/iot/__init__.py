@@ -16,6 +16,12 @@ def _router():  # type: ignore[no-untyped-def]
     return router()
 
 
+def _southbound():  # type: ignore[no-untyped-def]
+    from cityplus.modules.iot.api_south import router
+
+    return router()
+
+
 async def _start(ctx):  # type: ignore[no-untyped-def]
     from cityplus.modules.iot.runtime import start
 
@@ -46,7 +52,7 @@ MODULE = Module(
         Scope("iot.manage", {"zh": "登记和维护设备与设备组", "en": "Provision and maintain devices and service groups"},
               _STAFF),
     ),
-    standard_routers=(_router,),
+    standard_routers=(_router, _southbound),
     migrations_dir=_HERE / "migrations",
     models="cityplus.modules.iot.models",
     events="cityplus.modules.iot.events",
