@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from cityplus.api.deps import DbSession, get_ctx
 from cityplus.core import audit
 from cityplus.modules.context import geo as geomod
-from cityplus.modules.context import http, jsonld, service
+from cityplus.modules.context import http, jsonld, linked, params, service
 from cityplus.modules.context import query as qmod
 from cityplus.modules.context.api_common import (
     PREFIX,
     Body,
     EntityId,
+    NgsiLdRoute,
     Reader,
     Writer,
     actor_of,
@@ -25,17 +26,20 @@ from cityplus.modules.context.api_common import (
     ld_request,
     open_types,
     render,
+    render_full,
     update_result,
 )
 from cityplus.modules.context.errors import BadRequestData, ResourceNotFound
 from cityplus.modules.context.normalize import ENTITY_RESERVED, is_uri, normalize_attribute
+from cityplus.modules.context.params import known_params
 from cityplus.modules.context.runtime import runtime
 
 
 def router() -> APIRouter:
-    r = APIRouter(prefix=PREFIX, tags=["ngsi-ld"])
+    r = APIRouter(prefix=PREFIX, tags=["ngsi-ld"], route_class=NgsiLdRoute)
 
-    @r.post("/entities", status_code=201, operation_id="ngsild_create_entity")
+    @r.post("/entities", status_code=201, operation_id="ngsild_create_entity",
+          dependencies=[Depends(known_params("create"))])
     def create_entity(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Create an entity."""
         ld = ld_request(request, *body)
@@ -47,7 +51,7 @@ def router() -> APIRouter:
         location = quote(entity["id"], safe=":/@!$&'()*+,;=-._~")
         return Response(status_code=201, headers={"Location": f"{PREFIX}/entities/{location}"})
 
-    @r.get("/entities", operation_id="ngsild_query_entities")
+    @r.get("/entities", operation_id="ngsild_query_entities", dependencies=[Depends(known_params("query"))])
     def query_entities(request: Request, principal: Reader, session: DbSession) -> Response:
         """Query entities by id, idPattern, type, attrs, q, scopeQ and geo-query, paged."""
         ld = ld_request(request)
@@ -55,11 +59,31 @@ def router() -> APIRouter:
         rt = runtime(get_ctx(request))
         limit = http.int_param(request, "limit", rt.settings.default_limit, minimum=0)
         offset = http.int_param(request, "offset", 0)
-        count = p.get("count") == "true"
+        count = _flag(request, "count")
+        http.options(request)  # invalid options/format: 400 before anything is looked up
         service.check_limit(limit, rt.settings.max_limit)
-        query = build_query(ld, {k: p.get(k) for k in ("id", "idPattern", "type", "q", "scopeQ", "georel",
-                                                       "geometry", "coordinates", "geoproperty")},
-                            attrs_param(request, ld), limit, offset, count)
+        attrs = attrs_param(request, ld)
+        shape = params.shape_params(request, attrs_given=attrs is not None)
+        _check_geometry_property(request, ld)
+        selectors = {k: p.get(k) for k in ("id", "idPattern", "type", "q", "scopeQ", "georel", "geometry",
+                                           "coordinates", "geoproperty")}
+        local = p.get("local")
+        if local is not None and local not in ("true", "false"):
+            raise BadRequestData(f"local must be true or false, not {local[:20]!r}")
+        if selectors["type"] == "*":
+            if local == "false":
+                raise BadRequestData("type=* (every type) cannot be combined with local=false")
+            selectors["type"] = None
+            selectors["idPattern"] = selectors["idPattern"] or ".*"
+        if selectors["id"] and not any(selectors[k] for k in ("type", "idPattern", "q", "scopeQ", "georel")) \
+                and attrs is None and local != "true":
+            raise BadRequestData("id alone does not select entities: name their type (or attrs, q, a geo-query)")
+        if local == "true" and not any(selectors.values()) and attrs is None and shape.pick is None:
+            selectors["idPattern"] = ".*"  # a local query may ask for every entity (§5.7.2.4)
+        query = build_query(ld, selectors, attrs, limit, offset, count)
+        if shape.pick is not None and attrs is None and not shape.pick.names() & params.ENTITY_MEMBERS:
+            # pick without entity members selects entities by their attributes, as attrs does.
+            query.attrs = [ld.active.expand_term(n) for n in shape.pick.names()]
         visible = open_types(request, ld)
         if visible is not None:
             query.types = service.TypeExpr(tuple((t,) for t in visible)) if query.types is None else \
@@ -69,26 +93,44 @@ def router() -> APIRouter:
         if limit == 0 and not count:
             raise BadRequestData("limit=0 is only allowed with count=true")
         page, total = service.query_entities(session, http.tenant_of(request), query)
-        docs = [render(request, ld, e, query.attrs) for e in page]
+        roots = [(e, render(request, ld, e, attrs, shape)) for e in page]
+        docs = [d for _, d in roots if any(k != "@context" for k in d)]
+        if shape.join is not None:
+            docs += _join(request, session, ld, [(e, d) for e, d in roots if d], shape)
         headers: dict[str, str] = {}
         if total is not None:
             headers["NGSILD-Results-Count"] = str(total)
-        links = _page_links(request, offset, limit, len(page), total)
+        links = _page_links(request, ld, offset, limit, len(page), total)
         if links:
             headers["Link"] = ", ".join(filter(None, [http.link_header(ld).get("Link"), links]))
         return http.ld_response(docs, ld, headers=headers)
 
-    @r.get("/entities/{entity_id}", operation_id="ngsild_get_entity")
+    @r.get("/entities/{entity_id}", operation_id="ngsild_get_entity", dependencies=[Depends(known_params("retrieve"))])
     def get_entity(request: Request, principal: Reader, entity_id: EntityId, session: DbSession) -> Response:
         """One entity."""
         ld = ld_request(request)
+        http.options(request)
+        attrs = attrs_param(request, ld)
+        shape = params.shape_params(request, attrs_given=attrs is not None)
+        _check_geometry_property(request, ld)
         ent = service.get_entity(session, http.tenant_of(request), entity_id)
         visible = open_types(request, ld)
         if visible is not None and not visible & set(ent.types):
             raise ResourceNotFound(f"entity {entity_id} not found")
-        return http.ld_response(render(request, ld, ent, attrs_param(request, ld)), ld)
+        _check_type_selector(request, ld, ent)
+        if attrs is not None and not set(attrs) & set(ent.attrs):
+            raise ResourceNotFound(f"entity {entity_id} has none of the attributes {request.query_params['attrs']}")
+        doc = render(request, ld, ent, attrs, shape)
+        if not any(k != "@context" for k in doc):
+            raise ResourceNotFound(f"pick/omit leave nothing of entity {entity_id}")
+        if shape.join is not None:
+            flat = _join(request, session, ld, [(ent, doc)], shape)
+            if flat:  # join=flat: the entity, then the entities it links to (alone when none was found)
+                return http.ld_response([doc, *flat], ld)
+        return http.ld_response(doc, ld)
 
-    @r.put("/entities/{entity_id}", status_code=204, operation_id="ngsild_replace_entity")
+    @r.put("/entities/{entity_id}", status_code=204, operation_id="ngsild_replace_entity",
+          dependencies=[Depends(known_params("replace"))])
     def replace_entity(request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                        ) -> Response:
         """Replace an entity."""
@@ -102,7 +144,8 @@ def router() -> APIRouter:
                      {"tenant": http.tenant_of(request)})
         return Response(status_code=204)
 
-    @r.patch("/entities/{entity_id}", status_code=204, operation_id="ngsild_merge_entity")
+    @r.patch("/entities/{entity_id}", status_code=204, operation_id="ngsild_merge_entity",
+          dependencies=[Depends(known_params("merge"))])
     def merge_entity(request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                      ) -> Response:
         """Merge-patch an entity (urn:ngsi-ld:null deletes an attribute)."""
@@ -113,7 +156,8 @@ def router() -> APIRouter:
         service.merge_entity(session, http.tenant_of(request), entity_id, fragment)
         return Response(status_code=204)
 
-    @r.delete("/entities/{entity_id}", status_code=204, operation_id="ngsild_delete_entity")
+    @r.delete("/entities/{entity_id}", status_code=204, operation_id="ngsild_delete_entity",
+          dependencies=[Depends(known_params("delete"))])
     def delete_entity(request: Request, principal: Writer, entity_id: EntityId, session: DbSession) -> Response:
         """Delete an entity."""
         service.delete_entity(session, http.tenant_of(request), entity_id)
@@ -121,7 +165,8 @@ def router() -> APIRouter:
                      {"tenant": http.tenant_of(request)})
         return Response(status_code=204)
 
-    @r.post("/entities/{entity_id}/attrs", operation_id="ngsild_append_attrs")
+    @r.post("/entities/{entity_id}/attrs", operation_id="ngsild_append_attrs",
+          dependencies=[Depends(known_params("append"))])
     def append_attrs(request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                      ) -> Response:
         """Append attributes (options=noOverwrite keeps existing ones)."""
@@ -132,7 +177,8 @@ def router() -> APIRouter:
                                       no_overwrite="noOverwrite" in opts)
         return update_result(result, ld)
 
-    @r.patch("/entities/{entity_id}/attrs", operation_id="ngsild_update_attrs")
+    @r.patch("/entities/{entity_id}/attrs", operation_id="ngsild_update_attrs",
+          dependencies=[Depends(known_params("update"))])
     def update_attrs(request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                      ) -> Response:
         """Update existing attributes."""
@@ -152,7 +198,8 @@ def router() -> APIRouter:
         name = ld.active.expand_term(attr)
         return name, jsonld.expand_entity({attr: instance}, ld.active)[name]
 
-    @r.patch("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_patch_attr")
+    @r.patch("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_patch_attr",
+          dependencies=[Depends(known_params("attr_patch"))])
     def patch_attr(attr: str, request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                    ) -> Response:
         """Partially update one attribute: the members and sub-attributes given replace those stored."""
@@ -171,7 +218,8 @@ def router() -> APIRouter:
         service.update_attr(session, http.tenant_of(request), entity_id, name, fragment, replace=False)
         return Response(status_code=204)
 
-    @r.put("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_replace_attr")
+    @r.put("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_replace_attr",
+          dependencies=[Depends(known_params("attr_replace"))])
     def replace_attr(attr: str, request: Request, principal: Writer, body: Body, entity_id: EntityId,
                      session: DbSession) -> Response:
         """Replace one attribute."""
@@ -179,7 +227,8 @@ def router() -> APIRouter:
         service.update_attr(session, http.tenant_of(request), entity_id, name, fragment, replace=True)
         return Response(status_code=204)
 
-    @r.delete("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_delete_attr")
+    @r.delete("/entities/{entity_id}/attrs/{attr}", status_code=204, operation_id="ngsild_delete_attr",
+          dependencies=[Depends(known_params("attr_delete"))])
     def delete_attr(attr: str, request: Request, principal: Writer, entity_id: EntityId, session: DbSession
                     ) -> Response:
         """Delete an attribute (one datasetId, or all instances with deleteAll=true)."""
@@ -197,6 +246,47 @@ def check_attr_name(attr: str) -> None:
     """id, type, scope and system members are not attributes: the attribute routes refuse them."""
     if attr in ENTITY_RESERVED:
         raise BadRequestData(f"{attr!r} is not an attribute name")
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw not in ("true", "false"):
+        raise BadRequestData(f"{name} must be true or false, not {raw[:20]!r}")
+    return raw == "true"
+
+
+def _check_geometry_property(request: Request, ld: http.LdRequest) -> None:
+    gp = request.query_params.get("geometryProperty")
+    if gp is not None and ld.accept != http.GEOJSON:
+        raise BadRequestData("geometryProperty is only meaningful with Accept: application/geo+json")
+    if gp is not None and not gp.strip():
+        raise BadRequestData("geometryProperty must name a GeoProperty")
+
+
+def _check_type_selector(request: Request, ld: http.LdRequest, ent: Any) -> None:
+    """The optional `type` of single-entity operations: the entity must have it (404 otherwise)."""
+    raw = request.query_params.get("type")
+    if raw is None:
+        return
+    if not raw.strip():
+        raise BadRequestData("type must name an entity type")
+    selected = service.parse_types(raw, ld.active.expand_term)
+    if not selected.matches(ent.types):
+        raise ResourceNotFound(f"entity {ent.entity_id} is not of type {raw[:80]}")
+
+
+def _join(request: Request, session: Any, ld: http.LdRequest, roots: list[tuple[Any, dict[str, Any]]],
+          shape: params.Shape) -> list[dict[str, Any]]:
+    """Linked entity retrieval for rendered roots; the flat list of linked entities (inline: changes roots)."""
+    assert shape.join is not None
+    visible = open_types(request, ld)
+    _, fmt = http.options(request)
+    return linked.join_linked(
+        session, http.tenant_of(request), roots, shape.join, lambda e: render_full(request, ld, e, None),
+        ld.active.compact_iri, pick=shape.pick, omit=shape.omit, simplified=fmt == "simplified",
+        visible=lambda e: visible is None or bool(visible & set(e.types)))
 
 
 def build_query(ld: http.LdRequest, p: dict[str, Any], attrs: list[str] | None, limit: int, offset: int,
@@ -224,15 +314,26 @@ def build_query(ld: http.LdRequest, p: dict[str, Any], attrs: list[str] | None, 
                                geo=geo, attrs=attrs, limit=limit, offset=offset, count=count)
 
 
-def _page_links(request: Request, offset: int, limit: int, returned: int, total: int | None) -> str:
-    links = []
-    params = dict(request.query_params)
+def _page_links(request: Request, ld: http.LdRequest, offset: int, limit: int, returned: int, total: int | None
+                ) -> str:
+    """rel="prev"/"next" Link values (§5.5.9): the request's parameters sorted by name, the media type answered."""
+    params_ = dict(request.query_params)
     base = str(request.url.path)
+    media = ld.accept
+
+    def link(off: int, rel: str) -> str:
+        query = {**params_, "offset": str(off), "limit": str(limit)}
+        # Readable but header-safe: only characters that would break the URI or the Link syntax are encoded.
+        qs = "&".join(f"{quote(k, safe='')}={quote(v, safe=_LINK_SAFE)}" for k, v in sorted(query.items()))
+        return f'<{base}?{qs}>; rel="{rel}"; type="{media}"'
+
+    links = []
     if offset > 0 and limit > 0:
-        prev = {**params, "offset": str(max(0, offset - limit)), "limit": str(limit)}
-        links.append(f'<{base}?{urlencode(prev)}>; rel="prev"; type="application/ld+json"')
+        links.append(link(max(0, offset - limit), "prev"))
     more = (total is not None and offset + limit < total) or (total is None and returned == limit and limit > 0)
     if more:
-        nxt = {**params, "offset": str(offset + limit), "limit": str(limit)}
-        links.append(f'<{base}?{urlencode(nxt)}>; rel="next"; type="application/ld+json"')
+        links.append(link(offset + limit, "next"))
     return ", ".join(links)
+
+
+_LINK_SAFE = ":/@!$'()*+,;=-._~|"

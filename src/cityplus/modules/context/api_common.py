@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 
 from cityplus.api.deps import DbSession, Principal, RequireScope, get_ctx, resolve_principal
 from cityplus.core.audit import Actor
-from cityplus.modules.context import http, jsonld, service
+from cityplus.core.errors import DomainError
+from cityplus.modules.context import http, jsonld, params, service
 from cityplus.modules.context.errors import BadRequestData
 from cityplus.modules.context.normalize import is_uri, normalize_entity
 from cityplus.modules.context.runtime import runtime
 
 PREFIX = "/ngsi-ld/v1"
+
+
+class NgsiLdRoute(APIRoute):
+    """Echoes the request's NGSILD-Tenant header on every response of the route, errors included (§6.3.14)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            tenant = http.tenant_of(request)
+            try:
+                response = await handler(request)
+            except DomainError as exc:
+                if tenant:
+                    exc.headers = {**exc.headers, "NGSILD-Tenant": tenant}
+                raise
+            if tenant and "ngsild-tenant" not in response.headers:
+                response.headers["NGSILD-Tenant"] = tenant
+            return response
+
+        return route
 
 
 class ContextAccess(RequireScope):
@@ -56,7 +81,11 @@ def actor_of(principal: Principal | None) -> Actor:
 
 
 def ld_request(request: Request, body: Any = None, media: str | None = None) -> http.LdRequest:
-    return http.resolve(request, runtime(get_ctx(request)).resolver, body, media)
+    # GeoJSON is a representation of entities: offered by the entity reads and the batch query only.
+    path = request.url.path.rstrip("/")
+    geo = (request.method == "GET" and "/entities" in path and "/attrs" not in path) or \
+        path.endswith("/entityOperations/query")
+    return http.resolve(request, runtime(get_ctx(request)).resolver, body, media, geo=geo)
 
 
 def expand_entity(raw: Any, ld: http.LdRequest, *, require_id: bool = True, require_type: bool = True
@@ -77,17 +106,19 @@ def open_types(request: Request, ld: http.LdRequest) -> set[str] | None:
     return {ld.active.expand_term(t) for t in runtime(get_ctx(request)).settings.open_types}
 
 
-def render(request: Request, ld: http.LdRequest, ent: Any, attrs: list[str] | None) -> dict[str, Any]:
+def render(request: Request, ld: http.LdRequest, ent: Any, attrs: list[str] | None,
+           shape: params.Shape | None = None) -> dict[str, Any]:
+    """One entity as the caller asked for it: format, options, lang, then pick/omit (from the URL unless given)."""
+    if shape is None:
+        shape = params.shape_params(request, attrs_given=False)
+    return params.project(render_full(request, ld, ent, attrs), shape.pick, shape.omit)
+
+
+def render_full(request: Request, ld: http.LdRequest, ent: Any, attrs: list[str] | None) -> dict[str, Any]:
+    """One entity in the requested format and language, before pick/omit."""
     opts, fmt = http.options(request)
     doc = service.entity_document(ent, attrs=attrs, sys_attrs="sysAttrs" in opts)
-    doc = http.shape(http.compact(doc, ld), fmt, request.query_params.get("lang"))
-    pick = names(request, "pick")
-    omit = names(request, "omit")
-    if pick:
-        doc = {k: v for k, v in doc.items() if k in pick or k == "@context"}
-    if omit:
-        doc = {k: v for k, v in doc.items() if k not in omit}
-    return doc
+    return http.shape(http.compact(doc, ld), fmt, request.query_params.get("lang"))
 
 
 def names(request: Request, param: str) -> set[str] | None:
@@ -96,13 +127,28 @@ def names(request: Request, param: str) -> set[str] | None:
 
 
 def attrs_param(request: Request, ld: http.LdRequest) -> list[str] | None:
-    given = names(request, "attrs")
-    return [ld.active.expand_term(n) for n in given] if given else None
+    """The expanded names of `attrs` (a comma-separated list of attribute names; entity members are refused)."""
+    raw = request.query_params.get("attrs")
+    if raw is None:
+        return None
+    given = [p.strip() for p in raw.split(",")]
+    if not all(given):
+        raise BadRequestData("attrs must be a comma-separated list of attribute names, with no empty member")
+    members = [n for n in given if n in params.ENTITY_MEMBERS or n == "@context"]
+    if members:
+        raise BadRequestData(f"attrs names attributes only; {', '.join(members)} is an entity member (use pick)")
+    for n in given:
+        if not _ATTR_NAME.fullmatch(n):
+            raise BadRequestData(f"attrs: invalid attribute name {n[:80]!r}")
+    return [ld.active.expand_term(n) for n in dict.fromkeys(given)]
+
+
+_ATTR_NAME = re.compile(r"[^\s<>\"'=;()\[\]{}|]{1,256}")
 
 
 def update_result(result: service.UpdateResult, ld: http.LdRequest) -> Response:
     if not result.not_updated:
-        return Response(status_code=204)
+        return Response(status_code=204, headers=http.tenant_header(ld))
     body = {"updated": [ld.active.compact_iri(n) for n in result.updated],
             "notUpdated": [{"attributeName": ld.active.compact_iri(n), "reason": r} for n, r in result.not_updated]}
     return JSONResponse(body, status_code=207)

@@ -17,9 +17,10 @@ from cityplus.modules.context.errors import (
     NotAcceptable,
     UnsupportedMediaType,
 )
-from cityplus.modules.context.normalize import concise, simplified
+from cityplus.modules.context.normalize import choose_language, concise, simplified
 
 JSON, JSONLD, MERGE_PATCH = "application/json", "application/ld+json", "application/merge-patch+json"
+GEOJSON = "application/geo+json"
 TENANT_HEADER = "ngsild-tenant"
 FORMATS = {"normalized", "concise", "simplified", "keyValues"}
 
@@ -49,36 +50,51 @@ class LdRequest:
     active: jsonld.ActiveContext
     context: Any  # what the caller sent (URL, object, list) or None for the core context
     accept: str
+    tenant: str | None = None  # echoed in NGSILD-Tenant on responses
+    geometry_property: str = "location"  # GeoJSON: the GeoProperty that becomes a Feature's geometry
+    body_context: bool = True  # GeoJSON: @context in the body (Prefer: body=json moves it to a Link header)
 
 
-def negotiate(request: Request) -> str:
-    """application/json (context in a Link header) or application/ld+json (context in the body)."""
+def negotiate(request: Request, *, geo: bool = False) -> str:
+    """The response media type (RFC 9110 §12.5.1): each representation takes the weight of the most specific
+    Accept range that matches it; the highest weight above 0 wins, ties go to application/json, then ld+json.
+    application/geo+json is only offered where the operation can produce GeoJSON (geo=True)."""
     accept = request.headers.get("accept", "*/*").lower()
     if not accept.strip():
         return JSON
-    best: tuple[float, str] | None = None
+    offered = [JSON, JSONLD, *([GEOJSON] if geo else [])]
+    ranges: list[tuple[str, float]] = []
     for part in accept.split(","):
         media, _, params = part.strip().partition(";")
         q = 1.0
         for p in params.split(";"):
             k, _, v = p.strip().partition("=")
-            if k == "q":
+            if k.strip() == "q":
                 try:
-                    q = float(v)
+                    q = min(max(float(v), 0.0), 1.0)
                 except ValueError:
-                    q = 0.0
-        media = media.strip()
-        choice = {"application/json": JSON, "application/ld+json": JSONLD, "application/*": JSON,
-                  "*/*": JSON, "application/geo+json": None}.get(media)
-        if choice and q > 0 and (best is None or q > best[0]):
-            best = (q, choice)
-    if best is None:
-        raise NotAcceptable(f"cannot produce {accept}; use application/json or application/ld+json")
-    return best[1]
+                    q = 1.0  # a malformed weight is ignored: the range keeps the default weight
+        if media.strip():
+            ranges.append((media.strip(), q))
+
+    def weight(media: str) -> float | None:
+        best: tuple[int, float] | None = None
+        for rng, q in ranges:
+            specificity = 2 if rng == media else 1 if rng == media.split("/")[0] + "/*" else 0 if rng == "*/*" \
+                else -1
+            if specificity >= 0 and (best is None or specificity > best[0]):
+                best = (specificity, q)
+        return best[1] if best else None
+
+    scored = [(w, -i, m) for i, m in enumerate(offered) if (w := weight(m)) is not None and w > 0]
+    if not scored:
+        raise NotAcceptable(f"cannot produce {accept[:200]}; use application/json or application/ld+json"
+                            + (" or application/geo+json" if geo else ""))
+    return max(scored)[2]
 
 
-def resolve(request: Request, resolver: jsonld.ContextResolver, body: Any = None, media: str | None = None
-            ) -> LdRequest:
+def resolve(request: Request, resolver: jsonld.ContextResolver, body: Any = None, media: str | None = None,
+            *, geo: bool = False) -> LdRequest:
     """Apply the spec's rules on where the @context comes from and resolve it."""
     try:
         context, _ = jsonld.request_context(media or request.headers.get("content-type"),
@@ -93,7 +109,10 @@ def resolve(request: Request, resolver: jsonld.ContextResolver, body: Any = None
         raise LdContextNotAvailable(str(exc)) from None
     except jsonld.InvalidContext as exc:
         raise BadRequestData(f"invalid @context: {exc}") from None
-    return LdRequest(active=active, context=context, accept=negotiate(request))
+    prefer = request.headers.get("prefer", "").replace(" ", "").lower()
+    return LdRequest(active=active, context=context, accept=negotiate(request, geo=geo), tenant=tenant_of(request),
+                     geometry_property=request.query_params.get("geometryProperty") or "location",
+                     body_context="body=json" not in prefer.split(","))
 
 
 def options(request: Request) -> tuple[set[str], str]:
@@ -102,10 +121,10 @@ def options(request: Request) -> tuple[set[str], str]:
     known = {"keyValues", "simplified", "concise", "normalized", "sysAttrs", "noOverwrite", "update", "replace"}
     unknown = opts - known
     if unknown:
-        raise BadRequestData(f"unknown options: {', '.join(sorted(unknown))}")
+        raise InvalidRequest(f"unknown options: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
     fmt = request.query_params.get("format")
     if fmt is not None and fmt not in FORMATS:
-        raise BadRequestData(f"format must be one of {', '.join(sorted(FORMATS))}")
+        raise InvalidRequest(f"format must be one of {', '.join(sorted(FORMATS))}, not {fmt[:40]!r}")
     if fmt is None:
         fmt = "simplified" if opts & {"keyValues", "simplified"} else "concise" if "concise" in opts else "normalized"
     return opts, "simplified" if fmt == "keyValues" else fmt
@@ -130,9 +149,9 @@ def _lang_normalized(attr: Any, lang: str) -> Any:
     if isinstance(attr, list):
         return [_lang_normalized(a, lang) for a in attr]
     if isinstance(attr, dict) and attr.get("type") == "LanguageProperty":
-        chosen = simplified(attr, lang)
+        tag, chosen = choose_language(attr.get("languageMap"), lang)
         rest = {k: v for k, v in attr.items() if k not in ("type", "languageMap")}
-        return {"type": "Property", "value": chosen, "lang": lang, **rest}
+        return {"type": "Property", "value": chosen, "lang": tag, **rest}
     return attr
 
 
@@ -144,22 +163,31 @@ def compact(doc: dict[str, Any], ld: LdRequest) -> dict[str, Any]:
 
 
 def link_header(ld: LdRequest) -> dict[str, str]:
-    if ld.accept == JSONLD:
+    if ld.accept == JSONLD or (ld.accept == GEOJSON and ld.body_context):
         return {}
     url = ld.context if isinstance(ld.context, str) else jsonld.CORE_CONTEXT_URL
     return {"Link": jsonld.response_link_header(url)}
 
 
+def tenant_header(ld: LdRequest) -> dict[str, str]:
+    return {"NGSILD-Tenant": ld.tenant} if ld.tenant else {}
+
+
 def ld_response(content: Any, ld: LdRequest, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A JSON or JSON-LD response: the @context goes in a Link header, or (ld+json) into every body object."""
+    """A JSON, JSON-LD or GeoJSON response: the @context goes in a Link header, or (ld+json) into every body object,
+    or (geo+json) into the Feature or FeatureCollection."""
+    context = ld.context if ld.context is not None else jsonld.CORE_CONTEXT_URL
     if ld.accept == JSONLD:
-        context = ld.context if ld.context is not None else jsonld.CORE_CONTEXT_URL
         if isinstance(content, dict):
             content = {**content, "@context": content.get("@context", context)}
         elif isinstance(content, list):
             content = [{**c, "@context": c.get("@context", context)} if isinstance(c, dict) else c for c in content]
+    elif ld.accept == GEOJSON:
+        from cityplus.modules.context.geojson import to_geojson
+
+        content = to_geojson(content, ld.geometry_property, context if ld.body_context else None)
     return JSONResponse(content, status_code=status, media_type=ld.accept,
-                        headers={**link_header(ld), **(headers or {})})
+                        headers={**link_header(ld), **tenant_header(ld), **(headers or {})})
 
 
 def int_param(request: Request, name: str, default: int, *, minimum: int = 0) -> int:

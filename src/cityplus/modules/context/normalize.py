@@ -268,17 +268,56 @@ def concise(attr: Any, lang: str | None = None) -> Any:
     out = {k: (concise(v, lang) if k not in MEMBERS else v) for k, v in attr.items() if k != "type"}
     if kind == "LanguageProperty" and lang:
         out.pop("languageMap", None)
-        out["value"] = _pick_language(attr.get("languageMap"), lang)
-        out["lang"] = lang
+        out["lang"], out["value"] = choose_language(attr.get("languageMap"), lang)
     if kind in ("Property", "GeoProperty") and set(out) == {"value"}:
         return out["value"]
     return out
 
 
 def _pick_language(value: Any, lang: str) -> Any:
+    return choose_language(value, lang)[1]
+
+
+def parse_lang(lang: str) -> list[str]:
+    """The language ranges of a `lang` parameter (RFC 9110 Accept-Language syntax), best first (q, then order)."""
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(lang.split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        k, _, v = params.strip().partition("=")
+        if k.strip() == "q":
+            try:
+                q = float(v)
+            except ValueError:
+                q = 1.0
+        if tag.strip() and q > 0:
+            ranked.append((-q, i, tag.strip().lower()))
+    return [tag for _, _, tag in sorted(ranked)]
+
+
+def choose_language(value: Any, lang: str) -> tuple[str | None, Any]:
+    """(tag, string) of a languageMap for a `lang` parameter (§4.15, RFC 4647 lookup, case-insensitive).
+
+    Each range, best first: an exact tag, then a longer tag it is a prefix of (en → en-US), then the range truncated
+    (nl-BE → nl); `*` takes any tag. Failing all of them: `@none`, else any language the map has.
+    """
     if not isinstance(value, dict) or not value:
-        return value
-    for tag in (lang, "@none"):
-        if tag in value:
-            return value[tag]
-    return next(iter(value.values()))
+        return None, value
+    tags = {str(k).lower(): k for k in value}
+    for rng in parse_lang(lang):
+        if rng == "*":
+            key = next((k for k in value if k != "@none"), next(iter(value)))
+            return key, value[key]
+        if rng in tags:
+            return tags[rng], value[tags[rng]]
+        longer = next((t for t in tags if t.startswith(rng + "-")), None)
+        if longer is not None:
+            return tags[longer], value[tags[longer]]
+        parts = rng.split("-")
+        while len(parts) > 1:
+            parts.pop()
+            shorter = "-".join(parts)
+            if shorter in tags:
+                return tags[shorter], value[tags[shorter]]
+    key = "@none" if "@none" in value else next(iter(value))
+    return key, value[key]

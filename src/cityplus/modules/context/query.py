@@ -473,11 +473,15 @@ def _targets(instance: dict[str, Any], path: AttrPath) -> list[Any]:
             return [_unwrap(i[name]) for i in current if name in i]
         current = [s for i in current for s in _instances(i, name)]
     values = [_main_value(i, bool(path.keys)) for i in current]
-    for key in path.keys:
+    any_language = bool(path.keys) and path.keys[0] == "*" and all(_attr_type(i) == "LanguageProperty"
+                                                                   for i in current)
+    for n, key in enumerate(path.keys):
         nxt: list[Any] = []
         for v in values:
             for item in (v if isinstance(v, list) else [v]):
-                if isinstance(item, dict) and key in item:
+                if n == 0 and any_language and isinstance(item, dict):
+                    nxt.extend(item.values())  # attr[*]: the text in any language (§4.9)
+                elif isinstance(item, dict) and key in item:
                     nxt.append(item[key])
         values = nxt
     return values
