@@ -259,7 +259,7 @@ def expanded(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def upsert_service(url: str, groups: list[list[dict[str, Any]]], n: int) -> float:
-    """Entities/s of service.upsert_entity, one transaction per batch and one savepoint per entity (as the API)."""
+    """Entities/s of service.batch_write("upsert"), one transaction per batch (as the API)."""
     from cityplus.core.db import Database
     from cityplus.modules.context import service
 
@@ -268,9 +268,7 @@ def upsert_service(url: str, groups: list[list[dict[str, Any]]], n: int) -> floa
         t0 = time.perf_counter()
         for group in groups:
             with db.session() as session:
-                res = service.batch(session, [(e["id"], (lambda s, e=e: service.upsert_entity(s, None, e,
-                                                                                              replace=True)))
-                                              for e in group])
+                res = service.batch_write(session, None, "upsert", group)
                 if res.errors:
                     raise RuntimeError(f"service upsert failed: {res.errors[:3]}")
         return n / (time.perf_counter() - t0)
@@ -654,7 +652,7 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> list[str]
             "|---|---|---|---|---|",
             f"| (a) upsert, HTTP API (entities/s), {un:,} per repetition | {med(http_r):,.0f} | "
             f"{', '.join(f'{x:,.0f}' for x in http_r)} | | |",
-            f"| (a) upsert, service.upsert_entity (entities/s) | {med(svc_r):,.0f} | "
+            f"| (a) upsert, service.batch_write (entities/s) | {med(svc_r):,.0f} | "
             f"{', '.join(f'{x:,.0f}' for x in svc_r)} | | |",
             f"| (a) raw executemany, same rows (entities/s) | {med(raw_r):,.0f} | "
             f"{', '.join(f'{x:,.0f}' for x in raw_r)} | | |",

@@ -143,9 +143,9 @@ def _nonempty(seq: Any, where: str, gtype: str) -> list[Any]:
 def build_geometry(gtype: str, coords: Any, where: str = "coordinates") -> BaseGeometry:
     """Build and validate a shapely geometry from a GeoJSON type name and coordinates."""
     if gtype == "Point":
-        geom: BaseGeometry = Point(_position(coords, where))
-    elif gtype == "MultiPoint":
-        geom = MultiPoint([_position(p, where) for p in _nonempty(coords, where, gtype)])
+        return Point(_position(coords, where))  # a point with finite coordinates is always valid
+    if gtype == "MultiPoint":
+        geom: BaseGeometry = MultiPoint([_position(p, where) for p in _nonempty(coords, where, gtype)])
     elif gtype == "LineString":
         geom = LineString(_positions(coords, where, 2, "LineString"))
     elif gtype == "MultiLineString":
@@ -426,7 +426,10 @@ def bbox_condition(q: GeoQuery, index_table: Table, dialect_name: str,
 
 def index_row(entity_pk: int, attr: str, dataset_id: str | None, value: Any) -> dict[str, Any]:
     """Values for one context_geo_index row from a validated GeoProperty value."""
-    minx, miny, maxx, maxy = bbox(geometry_from_geojson(value))
+    if isinstance(value, dict) and value.get("type") == "Point":  # the common case, without building a geometry
+        minx, miny = maxx, maxy = _position(value.get("coordinates"), "GeoProperty value coordinates")
+    else:
+        minx, miny, maxx, maxy = bbox(geometry_from_geojson(value))
     return {"entity_pk": entity_pk, "attr": attr, "dataset_id": dataset_id, "minx": minx, "miny": miny,
             "maxx": maxx, "maxy": maxy, "geojson": value}
 

@@ -6,6 +6,7 @@ returns a condition that may over-approximate but never excludes an entity that 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +32,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from cityplus.modules.context.query import (
+    ATTR_TYPES,
     TEXT_LEN,
     And,
     Exists,
@@ -42,7 +44,6 @@ from cityplus.modules.context.query import (
     _attr_type,
     _coerce,
     _flatten,
-    _instances,
     _kind,
     _main_value,
     _unwrap,
@@ -68,35 +69,68 @@ def attr_index_table(metadata: MetaData) -> Table:
     )
 
 
+_RELATIONSHIPS = frozenset({"Relationship", "ListRelationship"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _short_datetime(text: str) -> datetime | None:
+    return _coerce(text, "datetime")  # type: ignore[no-any-return]
+
+
+def _datetime(text: str) -> datetime | None:
+    """A stored string as a dateTime (None when it is not one); short ones cached: batches repeat observedAt."""
+    return _short_datetime(text) if len(text) <= 40 else _coerce(text, "datetime")
+
+
+INDEX_COLUMNS = ("entity_pk", "attr", "dataset_id", "num", "text", "bool", "ts", "obj")
+_TS = INDEX_COLUMNS.index("ts")
+
+
 def index_rows(entity_pk: int, entity: dict[str, Any]) -> list[dict[str, Any]]:
-    """Index rows for one entity: one per attribute instance, one per scalar of list values, plus observedAt."""
-    rows: list[dict[str, Any]] = []
-    for attr in list(entity):
-        for inst in _instances(entity, attr):
-            base = {"entity_pk": entity_pk, "attr": attr[:512], "dataset_id": None, "num": None, "text": None,
-                    "bool": None, "ts": None, "obj": None}
-            ds = inst.get("datasetId")
-            base["dataset_id"] = _unwrap(ds)[:256] if isinstance(_unwrap(ds), str) else None
-            relationship = _attr_type(inst) in ("Relationship", "ListRelationship")
-            inst_rows = []
-            for s in _flatten([_main_value(inst, False)]):
-                row = dict(base)
-                if isinstance(s, bool):
-                    row["bool"] = s
-                elif isinstance(s, int | float):
-                    row["num"] = None if isinstance(s, float) and math.isnan(s) else _to_float(s)
-                elif isinstance(s, str):
-                    row["obj" if relationship else "text"] = s[:TEXT_LEN]
-                    row["ts"] = _coerce(s, "datetime")
-                inst_rows.append(row)
-            observed = _coerce(_unwrap(inst.get("observedAt")), "datetime")
+    """Index rows for one entity as dicts (see index_tuples)."""
+    return [dict(zip(INDEX_COLUMNS, t, strict=True)) for t in index_tuples(entity_pk, entity)]
+
+
+def index_tuples(entity_pk: int, entity: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Index rows for one entity, as tuples in INDEX_COLUMNS order: one per attribute instance, one per scalar of
+    list values, plus observedAt (in the first row's ts when that is free, else a row of its own)."""
+    rows: list[tuple[Any, ...]] = []
+    for attr, raw in entity.items():
+        name = attr[:512]
+        for inst in raw if isinstance(raw, list) else (raw,):
+            if not isinstance(inst, dict):
+                continue
+            kind = _attr_type(inst)
+            if kind not in ATTR_TYPES:
+                continue
+            ds = _unwrap(inst.get("datasetId"))
+            ds = ds[:256] if isinstance(ds, str) else None
+            relationship = kind in _RELATIONSHIPS
+            value = _main_value(inst, False)
+            inst_rows = [_row(entity_pk, name, ds, s, relationship)
+                         for s in (_flatten([value]) if isinstance(value, list | dict) else (value,))]
+            observed = _unwrap(inst.get("observedAt"))
+            observed = _datetime(observed) if isinstance(observed, str) else None
             if observed is not None:
-                if inst_rows and inst_rows[0]["ts"] is None:
-                    inst_rows[0]["ts"] = observed
+                if inst_rows and inst_rows[0][_TS] is None:
+                    inst_rows[0] = (*inst_rows[0][:_TS], observed, *inst_rows[0][_TS + 1:])
                 else:
-                    inst_rows.append({**base, "ts": observed})
-            rows.extend(inst_rows or [base])
+                    inst_rows.append((entity_pk, name, ds, None, None, None, observed, None))
+            rows.extend(inst_rows or [(entity_pk, name, ds, None, None, None, None, None)])
     return rows
+
+
+def _row(pk: int, attr: str, ds: str | None, s: Any, relationship: bool) -> tuple[Any, ...]:
+    """One index row for scalar `s` (a string that is a dateTime also fills ts)."""
+    if isinstance(s, bool):
+        return (pk, attr, ds, None, None, s, None, None)
+    if isinstance(s, int | float):
+        return (pk, attr, ds, None if isinstance(s, float) and math.isnan(s) else _to_float(s), None, None, None, None)
+    if isinstance(s, str):
+        if relationship:
+            return (pk, attr, ds, None, None, None, _datetime(s), s[:TEXT_LEN])
+        return (pk, attr, ds, None, s[:TEXT_LEN], None, _datetime(s), None)
+    return (pk, attr, ds, None, None, None, None, None)
 
 
 def _to_float(n: float) -> float:
