@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +51,12 @@ def runtime(ctx: AppContext) -> IotRuntime:
 
 
 async def start(ctx: AppContext) -> None:
-    runtime(ctx)
+    rt = runtime(ctx)
+    if ctx.settings.mqtt_url and rt.settings.mqtt and rt.mqtt is None:
+        from cityplus.modules.iot.mqtt import MqttGateway
+
+        rt.mqtt = MqttGateway(rt, ctx.settings.mqtt_url)
+        rt.mqtt.start()  # connects in the background: an absent broker delays nothing, paho keeps retrying
 
 
 async def stop(ctx: AppContext) -> None:
@@ -60,3 +66,6 @@ async def stop(ctx: AppContext) -> None:
     for task in rt.tasks:
         task.cancel()
     rt.tasks.clear()
+    if rt.mqtt is not None:
+        gateway, rt.mqtt = rt.mqtt, None
+        await asyncio.to_thread(gateway.stop)

@@ -1,0 +1,198 @@
+"""The MQTT southbound: subscribes to the IoT Agents' device topics (QoS 1, persistent session) and applies each
+message through ingest(), acknowledging it only after its transaction committed.
+
+Topics (levels after a leading `/`):
+  /json/<apikey>/<device>/attrs[/<object_id>]   IoTA-JSON
+  /ul/<apikey>/<device>/attrs[/<object_id>]     Ultralight 2.0
+  /<apikey>/<device>/attrs[/<object_id>]        JSON when the payload starts with { or [, else Ultralight
+
+Messages are taken from paho's network thread onto a queue; one worker thread applies them in batches (one
+transaction, a savepoint per message) and then sends the PUBACKs in order. When the database fails, the batch is
+retried, never acknowledged unapplied; a message received but not yet acknowledged when the gateway stops is
+redelivered by the broker on the next connection (same client id, persistent session).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from sqlalchemy.exc import DBAPIError
+
+from cityplus.modules.iot.ingest import Message, dead_letter, ingest
+
+if TYPE_CHECKING:
+    from cityplus.modules.iot.runtime import IotRuntime
+
+log = structlog.get_logger("cityplus.iot.mqtt")
+TOPICS = ("/+/+/attrs", "/+/+/attrs/+", "/json/+/+/attrs", "/json/+/+/attrs/+", "/ul/+/+/attrs", "/ul/+/+/attrs/+")
+BATCH = 200  # messages per transaction under load
+
+
+@dataclass(frozen=True)
+class Topic:
+    apikey: str
+    device_id: str
+    fmt: str  # json | ul | auto
+    object_id: str | None = None
+
+
+def parse_topic(topic: str) -> Topic | None:
+    """The apikey, device, format and single attribute a device topic names; None for other topics."""
+    levels = topic.split("/")
+    if len(levels) < 4 or levels[0] != "":
+        return None
+    levels = levels[1:]
+    fmt = "auto"
+    if levels[0] in ("json", "ul") and len(levels) in (4, 5) and levels[3] == "attrs":
+        fmt, levels = levels[0], levels[1:]
+    if len(levels) not in (3, 4) or levels[2] != "attrs" or not levels[0] or not levels[1]:
+        return None
+    object_id = levels[3] if len(levels) == 4 else None
+    if object_id == "":
+        return None
+    return Topic(levels[0], levels[1], fmt, object_id)
+
+
+def _format(fmt: str, payload: bytes) -> str:
+    if fmt != "auto":
+        return fmt
+    return "json" if payload.lstrip()[:1] in (b"{", b"[") else "ul"
+
+
+def _message_id(msg: mqtt.MQTTMessage) -> str | None:
+    """An MQTT 5 user property `message-id` (or `id`) is the sender's idempotency key."""
+    props = getattr(msg, "properties", None)
+    for key, value in getattr(props, "UserProperty", None) or []:
+        if key in ("message-id", "id") and 0 < len(value) <= 128:
+            return str(value)
+    return None
+
+
+class MqttGateway:
+    """One MQTT connection of the gateway, its receive queue and the worker that applies and acknowledges."""
+
+    def __init__(self, rt: IotRuntime, url: str) -> None:
+        self.rt = rt
+        self.url = urlsplit(url)
+        self.queue: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.subscribed = threading.Event()
+        self._stopping = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="cityplus-iot-mqtt", daemon=True)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=rt.settings.mqtt_client_id,
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
+        if self.url.username:
+            self.client.username_pw_set(self.url.username, self.url.password)
+        if self.url.scheme == "mqtts":
+            self.client.tls_set()
+        self.client.reconnect_delay_set(1, 30)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.rt.settings.mqtt_session_expiry
+        default_port = 8883 if self.url.scheme == "mqtts" else 1883
+        self.client.connect_async(self.url.hostname or "127.0.0.1", self.url.port or default_port, keepalive=30,
+                                  clean_start=False, properties=props)
+        self.client.loop_start()
+        self._worker.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        """Finish the batch in hand (applied and acknowledged), then disconnect; queued messages stay unacked."""
+        self._stopping.set()
+        self._worker.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # --- paho callbacks (network thread) ---------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            log.warning("iot_mqtt_connect_failed", reason=str(reason))
+            return
+        log.info("iot_mqtt_connected", client_id=self.rt.settings.mqtt_client_id,
+                 session_present=bool(getattr(flags, "session_present", False)))
+        client.subscribe([(t, SubscribeOptions(qos=1)) for t in TOPICS])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("iot_mqtt_subscribe_failed", reasons=failed)
+        else:
+            self.subscribed.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self.subscribed.clear()
+        if not self._stopping.is_set():
+            log.warning("iot_mqtt_disconnected", reason=str(reason))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.queue.put(msg)
+
+    # --- worker thread ---------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                first = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while len(batch) < BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._apply_batch(batch)
+
+    def _apply_batch(self, batch: list[mqtt.MQTTMessage]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                self._apply(batch)
+                break
+            except DBAPIError as exc:  # the database is away: retry, never acknowledge unapplied
+                log.error("iot_mqtt_batch_failed", messages=len(batch), error=str(exc)[:300])
+                if self._stopping.wait(delay):
+                    return  # stopping: leave the batch unacknowledged, the broker redelivers it
+                delay = min(delay * 2, 30)
+        for msg in batch:
+            if msg.qos > 0:
+                self.client.ack(msg.mid, msg.qos)
+
+    def _apply(self, batch: list[mqtt.MQTTMessage]) -> None:
+        ctx = self.rt.ctx
+        from cityplus.modules.context.runtime import runtime as context_runtime
+
+        active = context_runtime(ctx).resolver.core()
+        with ctx.db.session() as session:
+            for raw in batch:
+                topic = parse_topic(raw.topic)
+                payload = bytes(raw.payload)
+                if topic is None:
+                    continue  # not a device topic (cannot happen with our subscriptions)
+                msg = Message(transport="mqtt", channel=raw.topic[:512], apikey=topic.apikey,
+                              device_id=topic.device_id, fmt=_format(topic.fmt, payload), payload=payload,
+                              object_id=topic.object_id, message_id=_message_id(raw))
+                try:
+                    ingest(session, self.rt, msg, active)
+                except DBAPIError:
+                    raise
+                except Exception as exc:  # a bug must not wedge the queue: file the message and go on
+                    log.error("iot_mqtt_message_failed", topic=raw.topic[:200], exc_info=exc)
+                    dead_letter(session, self.rt, msg, "internal_error", f"{type(exc).__name__}: {exc}"[:500],
+                                tenant=None)
+
