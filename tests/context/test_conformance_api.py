@@ -262,3 +262,20 @@ async def test_discovery_details(client, writer) -> None:  # type: ignore[no-unt
     r = await client.get("/ngsi-ld/v1/attributes/" + (core + "name").replace("/", "%2F"), headers=writer)
     assert r.status_code == 200 and r.json()["attributeName"] == "name"
     assert (await client.get("/ngsi-ld/v1/types", params={"details": "True"}, headers=writer)).status_code == 200
+
+
+async def test_dataset_id_filter_and_scope_or(client, writer) -> None:  # type: ignore[no-untyped-def]
+    await create(client, writer, {"id": BUILDING, "type": "Building", "scope": "/Chengdu/Wuhou",
+                                  "name": [{"type": "Property", "value": "天府广场"},
+                                           {"type": "Property", "value": "Tianfu Square",
+                                            "datasetId": "urn:ngsi-ld:Dataset:en"}],
+                                  "height": {"type": "Property", "value": 30}})
+    r = await client.get(URL, params={"type": "Building", "datasetId": "urn:ngsi-ld:Dataset:en"}, headers=writer)
+    assert r.json() == [{"id": BUILDING, "type": "Building", "scope": "/Chengdu/Wuhou", "name": {
+        "type": "Property", "value": "Tianfu Square", "datasetId": "urn:ngsi-ld:Dataset:en"}}]
+    r = await client.get(f"{URL}/{BUILDING}", params={"attrs": "name", "datasetId": "@none"}, headers=writer)
+    assert r.json()["name"] == {"type": "Property", "value": "天府广场"}
+    problem(await client.get(f"{URL}/{BUILDING}", params={"datasetId": "not a uri"}, headers=writer), 400,
+            "BadRequestData")
+    r = await client.get(URL, params={"type": "Building", "scopeQ": "/Beijing,/Chengdu/#"}, headers=writer)
+    assert [e["id"] for e in r.json()] == [BUILDING]

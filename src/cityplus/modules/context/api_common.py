@@ -118,7 +118,26 @@ def render_full(request: Request, ld: http.LdRequest, ent: Any, attrs: list[str]
     """One entity in the requested format and language, before pick/omit."""
     opts, fmt = http.options(request)
     doc = service.entity_document(ent, attrs=attrs, sys_attrs="sysAttrs" in opts)
+    datasets = request.query_params.get("datasetId")
+    if datasets is not None:
+        doc = _only_datasets(doc, datasets)
     return http.shape(http.compact(doc, ld), fmt, request.query_params.get("lang"))
+
+
+def _only_datasets(doc: dict[str, Any], datasets: str) -> dict[str, Any]:
+    """Keep the attribute instances of the given datasetIds (`@none`: the default instance), §4.5.5."""
+    wanted = {d.strip() for d in datasets.split(",")}
+    if not all(wanted) or not all(d == "@none" or is_uri(d) for d in wanted):
+        raise BadRequestData("datasetId must be a comma-separated list of URIs or @none")
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in ("id", "type", "scope", "createdAt", "modifiedAt", "@context"):
+            out[key] = value
+            continue
+        kept = [i for i in service.instances(value) if i.get("datasetId", "@none") in wanted]
+        if kept:
+            out[key] = kept[0] if len(kept) == 1 else kept
+    return out
 
 
 def names(request: Request, param: str) -> set[str] | None:

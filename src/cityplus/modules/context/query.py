@@ -224,8 +224,8 @@ def parse_q(text: str, expand: Callable[[str], str]) -> Node:
 
 
 def parse_scope_q(text: str) -> Node:
-    """Parse an NGSI-LD `scopeQ` expression."""
-    return _Parser(text, _scope_term).parse()
+    """Parse an NGSI-LD `scopeQ` expression (',' is an OR like '|': scope levels never hold a comma)."""
+    return _Parser(text.replace(",", "|") if isinstance(text, str) else text, _scope_term).parse()
 
 
 def _q_term(p: _Parser, expand: Callable[[str], str]) -> Node:
