@@ -115,7 +115,7 @@ async def test_device_crud_with_fiware_payload(client, operator, developer) -> N
     assert got["protocol"] == "PDI-IoTA-UltraLight" and got["transport"] == "MQTT"
     assert got["timezone"] == "Asia/Shanghai"
     assert got["health"] == {"status": "unknown", "last_seen": None, "message_count": 0, "error_count": 0,
-                             "autoprovisioned": False}
+                             "messages_per_hour": None, "offline_at": None, "autoprovisioned": False}
     # a device put back as read (with its read-only health) is accepted
     got["attributes"].append({"object_id": "w", "name": "windSpeed", "type": "Number"})
     r = await client.put("/iot/devices/ws001", json=got, headers={**operator, **SVC})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -89,7 +89,9 @@ def ingest(session: Session, rt: IotRuntime, msg: Message, active: jsonld.Active
             groups = _parse(msg, device, group)
             profile = Profile.of(device, group)
             _apply(session, msg, device, profile, groups, received, active, outcome)
-            _seen(session, device, received)
+            interval = device.expected_interval or (group.expected_interval if group else None) \
+                or rt.settings.default_interval
+            _seen(session, device, received, timedelta(seconds=interval * rt.settings.offline_after))
         outcome.device = device
         rt.metrics.measurements.labels(msg.transport).inc(outcome.applied)
         if outcome.duplicates:
@@ -243,15 +245,20 @@ def _ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _seen(session: Session, device: Device, now: datetime) -> None:
+def _seen(session: Session, device: Device, now: datetime, grace: timedelta) -> None:
     """Health: the device was heard from (back online, with an event, when it had been offline)."""
     if device.status == "offline":
         silent = int((now - device.last_seen_at).total_seconds()) if device.last_seen_at else 0
         events.record(session, DeviceOnline(tenant=device.tenant, device_id=device.device_id,
                                             entity_id=device.entity_name, entity_type=device.entity_type,
                                             offline_seconds=silent))
+    mean = device.mean_interval
+    if device.last_seen_at is not None:
+        gap = max(0.0, (now - device.last_seen_at).total_seconds())
+        mean = gap if mean is None else 0.8 * mean + 0.2 * gap  # EWMA: the recent rate, steady against jitter
     session.execute(update(Device).where(Device.id == device.id).values(
-        message_count=Device.message_count + 1, last_seen_at=now, status="online"))
+        message_count=Device.message_count + 1, last_seen_at=now, status="online", offline_at=now + grace,
+        mean_interval=mean))
 
 
 def delete_receipts_before(session: Session, cutoff: datetime) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cityplus.core.db import Base, JSONType, UTCDateTime, utcnow
@@ -45,7 +45,7 @@ class Device(Base):
     __tablename__ = "iot_devices"
     __table_args__ = (UniqueConstraint("tenant", "device_id", name="uq_iot_devices_tenant_device_id"),
                       Index("ix_iot_devices_apikey_device_id", "apikey", "device_id"),
-                      Index("ix_iot_devices_status_last_seen_at", "status", "last_seen_at"))
+                      Index("ix_iot_devices_status_offline_at", "status", "offline_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant: Mapped[str] = mapped_column(String(128))
@@ -68,6 +68,9 @@ class Device(Base):
     autoprovisioned: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default="unknown")  # unknown | online | offline
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # When an online device counts as offline unless heard from again: last seen + offline_after × interval.
+    offline_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    mean_interval: Mapped[float | None] = mapped_column(Float, nullable=True)  # seconds between messages (EWMA)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

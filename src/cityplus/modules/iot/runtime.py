@@ -52,6 +52,10 @@ def runtime(ctx: AppContext) -> IotRuntime:
 
 async def start(ctx: AppContext) -> None:
     rt = runtime(ctx)
+    if not rt.tasks:
+        from cityplus.modules.iot.health import loop
+
+        rt.tasks.append(asyncio.create_task(loop(rt), name="cityplus-iot-health"))
     if ctx.settings.mqtt_url and rt.settings.mqtt and rt.mqtt is None:
         from cityplus.modules.iot.mqtt import MqttGateway
 
@@ -65,6 +69,7 @@ async def stop(ctx: AppContext) -> None:
         return
     for task in rt.tasks:
         task.cancel()
+    await asyncio.gather(*rt.tasks, return_exceptions=True)
     rt.tasks.clear()
     if rt.mqtt is not None:
         gateway, rt.mqtt = rt.mqtt, None

@@ -365,8 +365,10 @@ def delete_device(session: Session, actor: Actor, tenant: str, device_id: str) -
 
 def health(d: Device) -> dict[str, Any]:
     """A device's health as the API shows it."""
+    rate = round(3600 / d.mean_interval, 2) if d.mean_interval else None
     return {"status": d.status, "last_seen": _iso(d.last_seen_at), "message_count": d.message_count,
-            "error_count": d.error_count, "autoprovisioned": d.autoprovisioned}
+            "error_count": d.error_count, "messages_per_hour": rate,
+            "offline_at": _iso(d.offline_at) if d.status == "online" else None, "autoprovisioned": d.autoprovisioned}
 
 
 def device_document(d: Device) -> dict[str, Any]:
