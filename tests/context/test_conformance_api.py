@@ -279,3 +279,21 @@ async def test_dataset_id_filter_and_scope_or(client, writer) -> None:  # type: 
             "BadRequestData")
     r = await client.get(URL, params={"type": "Building", "scopeQ": "/Beijing,/Chengdu/#"}, headers=writer)
     assert [e["id"] for e in r.json()] == [BUILDING]
+
+
+async def test_write_path_and_body_checks(client, writer) -> None:  # type: ignore[no-untyped-def]
+    await city_graph(client, writer)
+    h = {**writer, **JS}
+    problem(await client.post(URL, headers=h, content=b"[]"), 400, "InvalidRequest")
+    problem(await client.put(f"{URL}/", headers=h, content=b"{}"), 400, "BadRequestData")
+    problem(await client.patch(f"{URL}/", headers=h, content=b"{}"), 400, "BadRequestData")
+    problem(await client.post(f"{URL}//attrs/", headers=h, content=b"{}"), 400, "BadRequestData")
+    problem(await client.delete(f"{URL}//attrs/name", headers=writer), 400, "BadRequestData")
+    problem(await client.put(f"{URL}/{BUILDING}/attrs/@invalid", headers=h,
+                             content=json.dumps({"type": "Property", "value": 1})), 400, "BadRequestData")
+    # a partial update keeps the attribute's type
+    problem(await client.patch(f"{URL}/{BUILDING}/attrs/name", headers=h,
+                               content=json.dumps({"type": "Relationship", "object": CITY})), 400, "BadRequestData")
+    r = await client.patch(f"{URL}/{BUILDING}/attrs/name", headers=h, content=json.dumps({"type": "Property",
+                                                                                          "value": "广场"}))
+    assert r.status_code == 204, r.text

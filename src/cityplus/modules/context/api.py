@@ -29,8 +29,8 @@ from cityplus.modules.context.api_common import (
     render_full,
     update_result,
 )
-from cityplus.modules.context.errors import BadRequestData, ResourceNotFound
-from cityplus.modules.context.normalize import ENTITY_RESERVED, is_uri, normalize_attribute
+from cityplus.modules.context.errors import BadRequestData, InvalidRequest, ResourceNotFound
+from cityplus.modules.context.normalize import ENTITY_RESERVED, NAME_RE, is_uri, normalize_attribute
 from cityplus.modules.context.params import known_params
 from cityplus.modules.context.runtime import runtime
 
@@ -42,6 +42,7 @@ def router() -> APIRouter:
           dependencies=[Depends(known_params("create"))])
     def create_entity(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
         """Create an entity."""
+        _require_object(body[0])
         ld = ld_request(request, *body)
         entity = expand_entity(body[0], ld)
         service.create_entity(session, http.tenant_of(request), entity)
@@ -134,6 +135,7 @@ def router() -> APIRouter:
     def replace_entity(request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                        ) -> Response:
         """Replace an entity."""
+        _require_object(body[0])
         ld = ld_request(request, *body)
         entity = expand_entity(body[0], ld, require_id=False)
         if entity.get("id", entity_id) != entity_id:
@@ -149,6 +151,7 @@ def router() -> APIRouter:
     def merge_entity(request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                      ) -> Response:
         """Merge-patch an entity (urn:ngsi-ld:null deletes an attribute)."""
+        _require_object(body[0])
         ld = ld_request(request, *body)
         fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
         if fragment.get("id", entity_id) != entity_id:
@@ -170,6 +173,7 @@ def router() -> APIRouter:
     def append_attrs(request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                      ) -> Response:
         """Append attributes (options=noOverwrite keeps existing ones)."""
+        _require_object(body[0])
         ld = ld_request(request, *body)
         opts, _ = http.options(request)
         fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
@@ -182,6 +186,7 @@ def router() -> APIRouter:
     def update_attrs(request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                      ) -> Response:
         """Update existing attributes."""
+        _require_object(body[0])
         ld = ld_request(request, *body)
         fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
         return update_result(service.update_attrs(session, http.tenant_of(request), entity_id, fragment), ld)
@@ -205,6 +210,14 @@ def router() -> APIRouter:
         """Partially update one attribute: the members and sub-attributes given replace those stored."""
         ld = ld_request(request, *body)
         raw = body[0]
+        if isinstance(raw, dict) and "type" in raw:
+            current = service.get_entity(session, http.tenant_of(request), entity_id).attrs.get(
+                ld.active.expand_term(attr))
+            stored = next((i for i in service.instances(current) if i.get("datasetId") == raw.get("datasetId")),
+                          None) if current is not None else None
+            if stored is not None and stored.get("type") != raw["type"]:
+                raise BadRequestData(f"a partial update cannot change attribute {attr} from {stored.get('type')} "
+                                     f"to {str(raw['type'])[:40]}")
         if isinstance(raw, dict) and "type" not in raw:
             # A fragment without a type patches the stored instance of that datasetId and keeps its type.
             current = service.get_entity(session, http.tenant_of(request), entity_id).attrs.get(
@@ -239,13 +252,27 @@ def router() -> APIRouter:
                             delete_all=request.query_params.get("deleteAll") == "true")
         return Response(status_code=204)
 
+    @r.api_route("/entities//attrs", methods=["POST", "PATCH"], include_in_schema=False)
+    @r.api_route("/entities//attrs/{attr}", methods=["PATCH", "PUT", "DELETE"], include_in_schema=False)
+    @r.api_route("/entities", methods=["PUT", "PATCH"], include_in_schema=False)
+    def missing_entity_id(request: Request, principal: Writer) -> Response:
+        """An entity operation whose path has no entity id (400, not 404/405)."""
+        raise BadRequestData("the entity id is missing from the path")
+
     return r
+
+
+def _require_object(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"the body must be a JSON object, not {type(body).__name__}")
 
 
 def check_attr_name(attr: str) -> None:
     """id, type, scope and system members are not attributes: the attribute routes refuse them."""
     if attr in ENTITY_RESERVED:
         raise BadRequestData(f"{attr!r} is not an attribute name")
+    if attr.startswith("@") or not NAME_RE.match(attr):
+        raise BadRequestData(f"invalid attribute name {attr[:80]!r}")
 
 
 def _flag(request: Request, name: str) -> bool:
