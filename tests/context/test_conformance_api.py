@@ -297,3 +297,12 @@ async def test_write_path_and_body_checks(client, writer) -> None:  # type: igno
     r = await client.patch(f"{URL}/{BUILDING}/attrs/name", headers=h, content=json.dumps({"type": "Property",
                                                                                           "value": "广场"}))
     assert r.status_code == 204, r.text
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u200b", "\ufeff", "\ufe0f", "\U000e0100", "\ufdd0", "\U0001fffe",
+                                  "\u115f", "\u3164", "\uffa0", "\u2800"])
+async def test_invisible_characters_in_ids(client, writer, char) -> None:  # type: ignore[no-untyped-def]
+    r = await client.post(URL, headers={**writer, **JS},
+                          content=json.dumps({"id": f"urn:ngsi-ld:Building:a{char}b", "type": "Building"}))
+    problem(r, 400, "BadRequestData")
+    await create(client, writer, {"id": "urn:ngsi-ld:Building:成都-1", "type": "Building"})

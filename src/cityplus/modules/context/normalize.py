@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -26,8 +27,22 @@ MAX_DEPTH = 8
 NGSI_NULL = "urn:ngsi-ld:null"
 
 
+# Characters that render as nothing (or as a blank) and make two different ids look the same: refused in URIs.
+_INVISIBLE = frozenset({0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800})
+
+
+def _visible(ch: str) -> bool:
+    code = ord(ch)
+    if code < 0x80:
+        return True
+    if code in _INVISIBLE or 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF:
+        return False  # fillers, blank patterns, variation selectors
+    return unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp")
+
+
 def is_uri(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 512 and bool(URI_RE.match(value))
+    return isinstance(value, str) and len(value) <= 512 and bool(URI_RE.match(value)) and \
+        all(_visible(ch) for ch in value)
 
 
 def check_datetime(value: Any, where: str) -> str:
