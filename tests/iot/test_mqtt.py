@@ -1,10 +1,11 @@
-"""MQTT southbound against the real Mosquitto: both payload formats, single attributes, dead letters, and no loss
-while the gateway is away (persistent session, QoS 1)."""
+"""MQTT southbound against the real Mosquitto: both payload formats, single attributes, dead letters, commands, and
+no loss while the gateway is away (persistent session, QoS 1)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import time
 import uuid
 from typing import Any
@@ -145,3 +146,35 @@ async def test_no_message_lost_while_the_gateway_is_away(ctx, operator, apikey) 
     await run_app(check)
     metrics = await run_app(lambda c: c.get("/metrics"))
     assert 'cityplus_iot_duplicates_total{transport="mqtt"} 1.0' in metrics.text
+
+
+async def test_mqtt_commands(client, ctx, operator) -> None:  # type: ignore[no-untyped-def]
+    await gateway_ready(ctx)
+    apikey = f"k{uuid.uuid4().hex[:12]}"
+    group = {"apikey": apikey, "resource": "/iot/json", "entity_type": "Streetlight",
+             "commands": [{"name": "switch", "type": "command"}]}
+    await client.post("/iot/services", json={"services": [group]}, headers={**operator, **SVC})
+    await client.post("/iot/devices", json={"devices": [{"device_id": "lamp-1", "transport": "MQTT"}]},
+                      headers={**operator, **SVC})
+    received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"lamp-{uuid.uuid4().hex[:8]}")
+    device.on_message = lambda c, u, m: received.put((m.topic, m.payload))
+    device.connect("127.0.0.1", 1883)
+    device.loop_start()
+    try:
+        device.subscribe(f"/{apikey}/lamp-1/cmd", qos=1)
+        await asyncio.sleep(0.3)
+        r = await client.post("/iot/devices/lamp-1/commands/switch", json={"value": "on"},
+                              headers={**operator, **SVC})
+        assert r.status_code == 202 and r.json()["transport"] == "mqtt"
+        topic, payload = received.get(timeout=10)
+        assert topic == f"/{apikey}/lamp-1/cmd" and payload == b'{"switch": "on"}'
+    finally:
+        device.disconnect()
+        device.loop_stop()
+    publish([(f"/json/{apikey}/lamp-1/cmdexe", '{"switch": "switched on"}')])
+    e = await eventually(client, "/ngsi-ld/v1/entities/urn:ngsi-ld:Streetlight:lamp-1", {**operator, **LD},
+                         lambda e: e.get("switch_status", {}).get("value") == "OK")
+    assert e["switch_info"]["value"] == "switched on"
+    listed = (await client.get("/iot/devices/lamp-1/commands", headers={**operator, **SVC})).json()
+    assert listed["commands"][0]["status"] == "OK" and listed["commands"][0]["info"] == "switched on"

@@ -9,9 +9,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from cityplus import __version__
-from cityplus.api.deps import PUBLIC_ROUTE, DbSession, Scoped
-from cityplus.modules.iot import service
+from cityplus.api.deps import PUBLIC_ROUTE, DbSession, Scoped, get_ctx
+from cityplus.modules.context.runtime import runtime as context_runtime
+from cityplus.modules.iot import commands, service
 from cityplus.modules.iot.errors import UnsupportedContentType, WrongSyntax
+from cityplus.modules.iot.models import Command
+from cityplus.modules.iot.runtime import runtime
 from cityplus.modules.iot.schemas import DeviceIn, DevicesBody, ServiceGroupIn, ServicesBody, parse
 
 PREFIX = "/iot"
@@ -47,6 +50,11 @@ async def json_body(request: Request) -> Any:
 
 
 Body = Annotated[Any, Depends(json_body)]
+
+
+def command_document(c: Command) -> dict[str, Any]:
+    return {"id": c.id, "command": c.name, "value": c.value, "transport": c.transport, "status": c.status,
+            "info": c.info, "created_at": service.iso(c.created_at), "updated_at": service.iso(c.updated_at)}
 
 
 def router() -> APIRouter:
@@ -136,6 +144,27 @@ def router() -> APIRouter:
         """Remove a device from the registry (its entity stays in the context broker)."""
         service.delete_device(session, principal.actor, tenant, device_id)
         return Response(status_code=204)
+
+    # --- commands ---------------------------------------------------------------------------------------
+
+    @r.post("/devices/{device_id}/commands/{name}", status_code=202, operation_id="iot_send_command",
+            openapi_extra=_PROVISIONING_BODY)
+    def send_command(request: Request, principal: Manager, tenant: Tenant, device_id: str, name: str, body: Body,
+                     session: DbSession) -> dict[str, Any]:
+        """Send a provisioned command (`{"value": …}`): published over MQTT, or kept for the device to poll."""
+        if not isinstance(body, dict) or set(body) - {"value"}:
+            raise WrongSyntax('the body is {"value": <the command\'s value>}')
+        ctx = get_ctx(request)
+        row = commands.send(session, runtime(ctx), principal.actor, tenant, device_id, name, body.get("value"),
+                            context_runtime(ctx).resolver.core())
+        return command_document(row)
+
+    @r.get("/devices/{device_id}/commands", operation_id="iot_list_commands")
+    def list_commands(principal: Reader, tenant: Tenant, device_id: str, session: DbSession, limit: Limit = 20,
+                      offset: Offset = 0) -> dict[str, Any]:
+        """The device's commands, newest first, with status and result."""
+        rows, total = service.list_commands(session, tenant, device_id, limit=limit, offset=offset)
+        return {"count": total, "commands": [command_document(c) for c in rows]}
 
     # --- dead letters -----------------------------------------------------------------------------------
 

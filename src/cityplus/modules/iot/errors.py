@@ -73,3 +73,7 @@ class Rejected(IotError):
     """The context broker refused the mapped update (e.g. an invalid geometry)."""
 
     status, name = 400, "ENTITY_UPDATE_REJECTED"
+
+
+class CommandNotFound(IotError):
+    status, name = 404, "COMMAND_NOT_FOUND"

@@ -81,7 +81,7 @@ def ingest(session: Session, rt: IotRuntime, msg: Message, active: jsonld.Active
     tenant: str | None = None
     try:
         with session.begin_nested():
-            device, group = _resolve(session, msg)
+            device, group = resolve(session, msg)
             tenant = device.tenant
             if len(msg.payload) > rt.settings.max_payload_bytes:
                 raise PayloadTooLarge(f"message of {len(msg.payload)} bytes exceeds the limit of "
@@ -132,7 +132,7 @@ def dead_letter(session: Session, rt: IotRuntime, msg: Message, reason: str, det
 # --- steps -----------------------------------------------------------------------------------------------
 
 
-def _resolve(session: Session, msg: Message) -> tuple[Device, ServiceGroup | None]:
+def resolve(session: Session, msg: Message) -> tuple[Device, ServiceGroup | None]:
     """The device (auto-provisioned when its group allows it) and its service group."""
     device = session.scalar(select(Device).where(Device.apikey == msg.apikey, Device.device_id == msg.device_id))
     if device is not None:
@@ -209,13 +209,13 @@ def _apply(session: Session, msg: Message, device: Device, profile: Profile, gro
         fragment = measures_fragment(profile, g.values, observed)
         if not fragment and not statics:
             continue
-        entity = _expand({"id": profile.entity_id, "type": profile.entity_type, **statics, **fragment}, active)
+        entity = expand({"id": profile.entity_id, "type": profile.entity_type, **statics, **fragment}, active)
         outcome.stale += _drop_stale(session, profile, entity)
         context.upsert_entity(session, profile.tenant or None, entity, replace=False)
         outcome.applied += 1
 
 
-def _expand(compact: dict[str, Any], active: jsonld.ActiveContext) -> dict[str, Any]:
+def expand(compact: dict[str, Any], active: jsonld.ActiveContext) -> dict[str, Any]:
     """Validate a compact normalized entity and term-expand it with the broker's own helpers (core @context)."""
     entity = normalize_entity(compact)
     expanded = jsonld.expand_entity(entity, active)

@@ -103,3 +103,20 @@ class DeadLetter(Base):
     payload: Mapped[str] = mapped_column(Text)
     payload_bytes: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class Command(Base):
+    """A command sent to a device (e.g. `switch` on a streetlight) and its fate: PENDING → DELIVERED → OK/ERROR."""
+
+    __tablename__ = "iot_commands"
+    __table_args__ = (Index("ix_iot_commands_device_pk_name_status", "device_pk", "name", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("iot_devices.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    value: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    transport: Mapped[str] = mapped_column(String(8))  # mqtt (published) | http (kept for polling)
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    info: Mapped[Any] = mapped_column(JSONType, nullable=True)  # the device's result
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

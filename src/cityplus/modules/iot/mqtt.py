@@ -5,6 +5,7 @@ Topics (levels after a leading `/`):
   /json/<apikey>/<device>/attrs[/<object_id>]   IoTA-JSON
   /ul/<apikey>/<device>/attrs[/<object_id>]     Ultralight 2.0
   /<apikey>/<device>/attrs[/<object_id>]        JSON when the payload starts with { or [, else Ultralight
+  /[json/|ul/]<apikey>/<device>/cmdexe          command results (see commands.py)
 
 Messages are taken from paho's network thread onto a queue; one worker thread applies them in batches (one
 transaction, a savepoint per message) and then sends the PUBACKs in order. When the database fails, the batch is
@@ -27,13 +28,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import DBAPIError
 
+from cityplus.modules.iot.commands import apply_results
 from cityplus.modules.iot.ingest import Message, dead_letter, ingest
 
 if TYPE_CHECKING:
     from cityplus.modules.iot.runtime import IotRuntime
 
 log = structlog.get_logger("cityplus.iot.mqtt")
-TOPICS = ("/+/+/attrs", "/+/+/attrs/+", "/json/+/+/attrs", "/json/+/+/attrs/+", "/ul/+/+/attrs", "/ul/+/+/attrs/+")
+TOPICS = ("/+/+/attrs", "/+/+/attrs/+", "/json/+/+/attrs", "/json/+/+/attrs/+", "/ul/+/+/attrs", "/ul/+/+/attrs/+",
+          "/+/+/cmdexe", "/json/+/+/cmdexe", "/ul/+/+/cmdexe")
 BATCH = 200  # messages per transaction under load
 
 
@@ -43,18 +46,23 @@ class Topic:
     device_id: str
     fmt: str  # json | ul | auto
     object_id: str | None = None
+    kind: str = "attrs"  # attrs (measures) | cmdexe (command results)
 
 
 def parse_topic(topic: str) -> Topic | None:
-    """The apikey, device, format and single attribute a device topic names; None for other topics."""
+    """The apikey, device, format, kind and single attribute a device topic names; None for other topics."""
     levels = topic.split("/")
     if len(levels) < 4 or levels[0] != "":
         return None
     levels = levels[1:]
     fmt = "auto"
-    if levels[0] in ("json", "ul") and len(levels) in (4, 5) and levels[3] == "attrs":
+    if levels[0] in ("json", "ul") and len(levels) in (4, 5) and levels[3] in ("attrs", "cmdexe"):
         fmt, levels = levels[0], levels[1:]
-    if len(levels) not in (3, 4) or levels[2] != "attrs" or not levels[0] or not levels[1]:
+    if not levels[0] or not levels[1]:
+        return None
+    if len(levels) == 3 and levels[2] == "cmdexe":
+        return Topic(levels[0], levels[1], fmt, kind="cmdexe")
+    if len(levels) not in (3, 4) or levels[2] != "attrs":
         return None
     object_id = levels[3] if len(levels) == 4 else None
     if object_id == "":
@@ -188,7 +196,10 @@ class MqttGateway:
                               device_id=topic.device_id, fmt=_format(topic.fmt, payload), payload=payload,
                               object_id=topic.object_id, message_id=_message_id(raw))
                 try:
-                    ingest(session, self.rt, msg, active)
+                    if topic.kind == "cmdexe":
+                        apply_results(session, self.rt, msg, active)
+                    else:
+                        ingest(session, self.rt, msg, active)
                 except DBAPIError:
                     raise
                 except Exception as exc:  # a bug must not wedge the queue: file the message and go on

@@ -27,7 +27,7 @@ from cityplus.modules.iot.errors import (
     WrongSyntax,
 )
 from cityplus.modules.iot.events import DeviceProvisioned
-from cityplus.modules.iot.models import DeadLetter, Device, ServiceGroup
+from cityplus.modules.iot.models import Command, DeadLetter, Device, ServiceGroup
 from cityplus.modules.iot.schemas import DEVICE_OPTIONS, GROUP_OPTIONS, DeviceIn, ServiceGroupIn
 
 DEFAULT_ENTITY_TYPE = "Thing"  # the IoT Agents' default entity type
@@ -366,9 +366,9 @@ def delete_device(session: Session, actor: Actor, tenant: str, device_id: str) -
 def health(d: Device) -> dict[str, Any]:
     """A device's health as the API shows it."""
     rate = round(3600 / d.mean_interval, 2) if d.mean_interval else None
-    return {"status": d.status, "last_seen": _iso(d.last_seen_at), "message_count": d.message_count,
+    return {"status": d.status, "last_seen": iso(d.last_seen_at), "message_count": d.message_count,
             "error_count": d.error_count, "messages_per_hour": rate,
-            "offline_at": _iso(d.offline_at) if d.status == "online" else None, "autoprovisioned": d.autoprovisioned}
+            "offline_at": iso(d.offline_at) if d.status == "online" else None, "autoprovisioned": d.autoprovisioned}
 
 
 def device_document(d: Device) -> dict[str, Any]:
@@ -386,8 +386,17 @@ def device_document(d: Device) -> dict[str, Any]:
     return doc
 
 
-def _iso(value: Any) -> str | None:
+def iso(value: Any) -> str | None:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if value is not None else None
+
+
+def list_commands(session: Session, tenant: str, device_id: str, *, limit: int = 20, offset: int = 0
+                  ) -> tuple[list[Command], int]:
+    """A device's commands, newest first."""
+    device = get_device(session, tenant, device_id)
+    stmt = select(Command).where(Command.device_pk == device.id)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    return list(session.scalars(stmt.order_by(Command.id.desc()).limit(limit).offset(offset))), total
 
 
 # --- dead letters --------------------------------------------------------------------------------------
@@ -417,7 +426,7 @@ def dead_letter_document(d: DeadLetter) -> dict[str, Any]:
     return {"id": d.id, "service": d.tenant, "apikey": d.apikey, "device_id": d.device_id, "transport": d.transport,
             "channel": d.channel, "reason": d.reason, "detail": d.detail, "payload": d.payload,
             "payload_bytes": d.payload_bytes, "truncated": len(d.payload.encode()) < d.payload_bytes,
-            "received_at": _iso(d.received_at)}
+            "received_at": iso(d.received_at)}
 
 
 # --- usage ---------------------------------------------------------------------------------------------
