@@ -178,3 +178,19 @@ async def test_mqtt_commands(client, ctx, operator) -> None:  # type: ignore[no-
     assert e["switch_info"]["value"] == "switched on"
     listed = (await client.get("/iot/devices/lamp-1/commands", headers={**operator, **SVC})).json()
     assert listed["commands"][0]["status"] == "OK" and listed["commands"][0]["info"] == "switched on"
+
+
+async def test_simulator_over_mqtt(client, ctx, operator) -> None:  # type: ignore[no-untyped-def]
+    from cityplus.core.audit import Actor
+    from cityplus.modules.iot.fleet import fleet
+    from cityplus.modules.iot.simulate import MqttSender, provision, run
+
+    await gateway_ready(ctx)
+    devices = fleet(seed=11)
+    with ctx.db.session() as s:
+        provision(s, Actor.system("test"), "chengdu", devices)
+    report = await asyncio.to_thread(run, devices, MqttSender(MQTT_URL), rate=1000, messages=len(devices), seed=11)
+    assert report.results == {"published": len(devices)}
+    online = await eventually(client, "/iot/devices?status=online&limit=100", {**operator, **SVC},
+                              lambda b: b["count"] == len(devices))
+    assert all(d["health"]["message_count"] == 1 for d in online["devices"])

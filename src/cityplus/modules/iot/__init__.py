@@ -22,6 +22,12 @@ def _southbound():  # type: ignore[no-untyped-def]
     return router()
 
 
+def _cli():  # type: ignore[no-untyped-def]
+    from cityplus.modules.iot.cli import make_cli
+
+    return make_cli()
+
+
 async def _start(ctx):  # type: ignore[no-untyped-def]
     from cityplus.modules.iot.runtime import start
 
@@ -56,6 +62,7 @@ MODULE = Module(
     migrations_dir=_HERE / "migrations",
     models="cityplus.modules.iot.models",
     events="cityplus.modules.iot.events",
+    cli=_cli,
     start=_start,
     stop=_stop,
     usage=_usage,
