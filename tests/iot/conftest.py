@@ -1,4 +1,4 @@
-"""Fixtures of the device gateway tests: tokens of an operator (iot.manage) and a developer (iot.read)."""
+"""Fixtures of the device gateway tests: tokens of an operator (iot.manage) and a read-only token (iot.read)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ def operator(make_user, token_for) -> dict[str, str]:  # type: ignore[no-untyped
 
 
 @pytest.fixture
-def developer(make_user, token_for) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """Headers of a developer: iot.read only."""
-    return token_for(make_user("developer"))
+def reader(make_user, token_for) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Headers of a read-only API token: iot.read only (and context.read)."""
+    return token_for(make_user("department_staff"), scopes=["iot.read", "context.read"])
 
 
 def weather_group(apikey: str = "wx-key-1", **extra: object) -> dict[str, object]:

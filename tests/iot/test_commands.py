@@ -10,7 +10,7 @@ LAMP_GROUP = {"apikey": "lamp-key", "resource": "/iot/d", "entity_type": "Street
               "commands": [{"name": "switch", "type": "command"}]}
 
 
-async def test_http_polling_commands(client, operator, developer) -> None:  # type: ignore[no-untyped-def]
+async def test_http_polling_commands(client, operator, reader) -> None:  # type: ignore[no-untyped-def]
     # no MQTT broker configured: commands wait for the device to poll
     await client.post("/iot/services", json={"services": [LAMP_GROUP]}, headers={**operator, **SVC})
     await client.post("/iot/devices", json={"devices": [{"device_id": "lamp-7", "protocol": "PDI-IoTA-UltraLight"}]},
@@ -24,7 +24,7 @@ async def test_http_polling_commands(client, operator, developer) -> None:  # ty
     r = await client.get("/iot/d", params={"k": "lamp-key", "i": "lamp-7", "getCmd": "1"})
     assert r.status_code == 200 and r.text == "lamp-7@switch|on"
     assert (await client.get("/iot/d", params={"k": "lamp-key", "i": "lamp-7", "getCmd": "1"})).text == ""
-    listed = (await client.get("/iot/devices/lamp-7/commands", headers={**developer, **SVC})).json()
+    listed = (await client.get("/iot/devices/lamp-7/commands", headers={**reader, **SVC})).json()
     assert listed["commands"][0]["status"] == "DELIVERED"
 
     r = await client.post("/iot/d/commands", params={"k": "lamp-key", "i": "lamp-7"},
@@ -39,5 +39,5 @@ async def test_http_polling_commands(client, operator, developer) -> None:  # ty
     assert r.status_code == 404 and r.json()["name"] == "COMMAND_NOT_FOUND"
     r = await client.post("/iot/devices/lamp-7/commands/switch", json={"val": 1}, headers={**operator, **SVC})
     assert r.status_code == 400
-    letters = (await client.get("/iot/deadletters", headers={**developer, **SVC})).json()
+    letters = (await client.get("/iot/deadletters", headers={**reader, **SVC})).json()
     assert [x["reason"] for x in letters["deadletters"]] == ["unknown_command"]

@@ -89,7 +89,7 @@ async def test_json_measures_location_and_explicit_attrs(client, operator) -> No
     assert (await _entity(client, operator, "urn:ngsi-ld:Vehicle:bus-17-001"))["speed"]["value"] == 42
 
 
-async def test_dead_letters(client, operator, developer) -> None:  # type: ignore[no-untyped-def]
+async def test_dead_letters(client, operator, reader) -> None:  # type: ignore[no-untyped-def]
     await client.post("/iot/services", json={"services": [weather_group(autoprovision=False)]},
                       headers={**operator, **SVC})
     await client.post("/iot/devices", json={"devices": [{"device_id": "ws9"}]}, headers={**operator, **SVC})
@@ -108,19 +108,19 @@ async def test_dead_letters(client, operator, developer) -> None:  # type: ignor
     r = await client.post("/iot/d", params={"k": "wx-key-1", "i": "ws9"}, content=b"x" * 70_000)
     assert r.status_code == 413
 
-    letters = (await client.get("/iot/deadletters", headers={**developer, **SVC})).json()
+    letters = (await client.get("/iot/deadletters", headers={**reader, **SVC})).json()
     assert letters["count"] == 5
     newest = letters["deadletters"][0]
     assert newest["reason"] == "too_large" and newest["payload_bytes"] == 70_000
     assert len(newest["payload"]) == 2048 and newest["truncated"] is True
     assert [x["reason"] for x in letters["deadletters"][1:]] == ["malformed_payload"] * 3 + ["unknown_device"]
     assert letters["deadletters"][2]["payload"] == "t|warm" and letters["deadletters"][2]["transport"] == "http"
-    unmatched = (await client.get("/iot/deadletters", params={"unmatched": "true"}, headers=developer)).json()
+    unmatched = (await client.get("/iot/deadletters", params={"unmatched": "true"}, headers=reader)).json()
     assert [x["reason"] for x in unmatched["deadletters"]] == ["unknown_apikey"]
     filtered = (await client.get("/iot/deadletters", params={"reason": "unknown_device"},
-                                 headers={**developer, **SVC})).json()
+                                 headers={**reader, **SVC})).json()
     assert filtered["count"] == 1 and filtered["deadletters"][0]["device_id"] == "stranger"
-    health = (await client.get("/iot/devices/ws9", headers={**developer, **SVC})).json()["health"]
+    health = (await client.get("/iot/devices/ws9", headers={**reader, **SVC})).json()["health"]
     assert health["error_count"] == 4 and health["message_count"] == 0
     metrics = (await client.get("/metrics")).text
     assert 'cityplus_iot_dead_letters_total{reason="unknown_apikey"} 1.0' in metrics

@@ -10,10 +10,10 @@ from tests.iot.conftest import weather_group
 SVC = {"fiware-service": "chengdu", "fiware-servicepath": "/"}
 
 
-async def test_service_group_crud(client, operator, developer, ctx) -> None:  # type: ignore[no-untyped-def]
+async def test_service_group_crud(client, operator, reader, ctx) -> None:  # type: ignore[no-untyped-def]
     r = await client.post("/iot/services", json={"services": [weather_group()]}, headers={**operator, **SVC})
     assert r.status_code == 201, r.text
-    r = await client.get("/iot/services", headers={**developer, **SVC})
+    r = await client.get("/iot/services", headers={**reader, **SVC})
     assert r.status_code == 200
     body = r.json()
     assert body["count"] == 1
@@ -24,22 +24,22 @@ async def test_service_group_crud(client, operator, developer, ctx) -> None:  # 
     assert group["cbroker"] == "http://orion:1026" and group["autoprovision"] is True
 
     # another tenant sees nothing; NGSILD-Tenant names the same tenant as fiware-service
-    r = await client.get("/iot/services", headers={**developer, "fiware-service": "other"})
+    r = await client.get("/iot/services", headers={**reader, "fiware-service": "other"})
     assert r.json()["count"] == 0
-    r = await client.get("/iot/services", headers={**developer, "NGSILD-Tenant": "chengdu"})
+    r = await client.get("/iot/services", headers={**reader, "NGSILD-Tenant": "chengdu"})
     assert r.json()["count"] == 1
 
     r = await client.put("/iot/services", params={"resource": "/iot/d", "apikey": "wx-key-1"},
                          json={"entity_type": "WeatherStation", "autoprovision": False}, headers={**operator, **SVC})
     assert r.status_code == 204, r.text
-    group = (await client.get("/iot/services", headers={**developer, **SVC})).json()["services"][0]
+    group = (await client.get("/iot/services", headers={**reader, **SVC})).json()["services"][0]
     assert group["entity_type"] == "WeatherStation" and group["autoprovision"] is False
     assert len(group["attributes"]) == 2  # untouched
 
     r = await client.delete("/iot/services", params={"resource": "/iot/d", "apikey": "wx-key-1"},
                             headers={**operator, **SVC})
     assert r.status_code == 204
-    assert (await client.get("/iot/services", headers={**developer, **SVC})).json()["count"] == 0
+    assert (await client.get("/iot/services", headers={**reader, **SVC})).json()["count"] == 0
 
     with ctx.db.session() as s:
         actions = [a for (a,) in s.execute(select(AuditEntry.action).where(AuditEntry.action.like("iot.%"))
@@ -89,16 +89,16 @@ async def test_invalid_payloads_are_400_naming_the_field(client, operator, ctx) 
         assert s.scalar(select(AuditEntry.seq).where(AuditEntry.action.like("iot.%"))) is None
 
 
-async def test_all_or_nothing(client, operator, developer) -> None:  # type: ignore[no-untyped-def]
+async def test_all_or_nothing(client, operator, reader) -> None:  # type: ignore[no-untyped-def]
     body = {"services": [weather_group("a1"), weather_group("a2", attributes=[{"name": "x"}])]}
     assert (await client.post("/iot/services", json=body, headers={**operator, **SVC})).status_code == 400
-    assert (await client.get("/iot/services", headers={**developer, **SVC})).json()["count"] == 0
+    assert (await client.get("/iot/services", headers={**reader, **SVC})).json()["count"] == 0
     body = {"devices": [{"device_id": "d1"}, {"device_id": "d1"}]}
     assert (await client.post("/iot/devices", json=body, headers={**operator, **SVC})).status_code == 409
-    assert (await client.get("/iot/devices", headers={**developer, **SVC})).json()["count"] == 0
+    assert (await client.get("/iot/devices", headers={**reader, **SVC})).json()["count"] == 0
 
 
-async def test_device_crud_with_fiware_payload(client, operator, developer) -> None:  # type: ignore[no-untyped-def]
+async def test_device_crud_with_fiware_payload(client, operator, reader) -> None:  # type: ignore[no-untyped-def]
     await client.post("/iot/services", json={"services": [weather_group()]}, headers={**operator, **SVC})
     device = {"device_id": "ws001", "entity_name": "urn:ngsi-ld:WeatherObserved:ws001",
               "entity_type": "WeatherObserved", "protocol": "PDI-IoTA-UltraLight", "transport": "MQTT",
@@ -108,7 +108,7 @@ async def test_device_crud_with_fiware_payload(client, operator, developer) -> N
               "commands": [{"name": "reset", "type": "command"}]}
     r = await client.post("/iot/devices", json={"devices": [device]}, headers={**operator, **SVC})
     assert r.status_code == 201, r.text
-    r = await client.get("/iot/devices/ws001", headers={**developer, **SVC})
+    r = await client.get("/iot/devices/ws001", headers={**reader, **SVC})
     assert r.status_code == 200
     got = r.json()
     assert got["entity_name"] == "urn:ngsi-ld:WeatherObserved:ws001" and got["apikey"] == "wx-key-1"
@@ -120,25 +120,26 @@ async def test_device_crud_with_fiware_payload(client, operator, developer) -> N
     got["attributes"].append({"object_id": "w", "name": "windSpeed", "type": "Number"})
     r = await client.put("/iot/devices/ws001", json=got, headers={**operator, **SVC})
     assert r.status_code == 204, r.text
-    assert len((await client.get("/iot/devices/ws001", headers={**developer, **SVC})).json()["attributes"]) == 2
+    assert len((await client.get("/iot/devices/ws001", headers={**reader, **SVC})).json()["attributes"]) == 2
     # without entity_name: urn:ngsi-ld:<type>:<device_id>
     await client.post("/iot/devices", json={"devices": [{"device_id": "ws002"}]}, headers={**operator, **SVC})
-    got = (await client.get("/iot/devices/ws002", headers={**developer, **SVC})).json()
+    got = (await client.get("/iot/devices/ws002", headers={**reader, **SVC})).json()
     assert got["entity_name"] == "urn:ngsi-ld:WeatherObserved:ws002" and got["apikey"] == "wx-key-1"
-    listing = (await client.get("/iot/devices", headers={**developer, **SVC})).json()
+    listing = (await client.get("/iot/devices", headers={**reader, **SVC})).json()
     assert listing["count"] == 2 and [d["device_id"] for d in listing["devices"]] == ["ws001", "ws002"]
     r = await client.post("/iot/devices", json={"devices": [{"device_id": "ws001"}]}, headers={**operator, **SVC})
     assert r.status_code == 409 and r.json()["name"] == "DUPLICATE_DEVICE_ID"
     assert (await client.delete("/iot/devices/ws001", headers={**operator, **SVC})).status_code == 204
-    r = await client.get("/iot/devices/ws001", headers={**developer, **SVC})
+    r = await client.get("/iot/devices/ws001", headers={**reader, **SVC})
     assert r.status_code == 404 and r.json()["name"] == "DEVICE_NOT_FOUND"
 
 
-async def test_scopes(client, developer, make_user, token_for) -> None:  # type: ignore[no-untyped-def]
+async def test_scopes(client, reader, make_user, token_for) -> None:  # type: ignore[no-untyped-def]
     r = await client.post("/iot/services", json={"services": [weather_group()]})
     assert r.status_code == 401
-    r = await client.post("/iot/services", json={"services": [weather_group()]}, headers=developer)
+    r = await client.post("/iot/services", json={"services": [weather_group()]}, headers=reader)
     assert r.status_code == 403 and "iot.manage" in r.json()["detail"]
-    citizen = token_for(make_user("citizen"))
-    assert (await client.get("/iot/devices", headers=citizen)).status_code == 403
+    for role in ("citizen", "enterprise", "developer"):  # apikeys let anyone send measurements: staff only
+        r = await client.get("/iot/services", headers=token_for(make_user(role)))
+        assert r.status_code == 403, role
     assert (await client.get("/iot/about")).status_code == 200

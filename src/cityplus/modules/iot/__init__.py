@@ -53,8 +53,9 @@ MODULE = Module(
     title={"zh": "物联网设备接入网关", "en": "Device gateway"},
     plan_tasks=(6, 10, 27, 31, 35, 36, 39),
     scopes=(
+        # Not for third-party developers: service groups show apikeys, with which anyone could send measurements.
         Scope("iot.read", {"zh": "查看设备、设备组、健康状况与死信",
-                           "en": "Read devices, service groups, health and dead letters"}, (*_STAFF, "developer")),
+                           "en": "Read devices, service groups, health and dead letters"}, _STAFF),
         Scope("iot.manage", {"zh": "登记和维护设备与设备组", "en": "Provision and maintain devices and service groups"},
               _STAFF),
     ),
