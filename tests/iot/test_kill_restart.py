@@ -54,7 +54,8 @@ def test_kill_and_restart_loses_nothing_applies_nothing_twice(db_url: str, tmp_p
     env.update({"CITYPLUS_DATABASE_URL": db_url, "CITYPLUS_SECRET_KEY": "kill-test", "CITYPLUS_VAR_DIR":
                 str(tmp_path / "var"), "CITYPLUS_MQTT_URL": "mqtt://127.0.0.1:1883",
                 "CITYPLUS_IOT_MQTT_CLIENT_ID": f"cityplus-iot-kill-{uuid.uuid4().hex[:8]}",
-                "CITYPLUS_IOT_MQTT_SESSION_EXPIRY": "300"})
+                "CITYPLUS_IOT_MQTT_SESSION_EXPIRY": "300",
+                "CITYPLUS_IOT_MQTT_LEASE_SECONDS": "3"})  # the killed process's lease expires within 3 s
 
     def serve(n: int) -> subprocess.Popen[bytes]:
         port = free_port()

@@ -194,3 +194,29 @@ async def test_simulator_over_mqtt(client, ctx, operator) -> None:  # type: igno
     online = await eventually(client, "/iot/devices?status=online&limit=100", {**operator, **SVC},
                               lambda b: b["count"] == len(devices))
     assert all(d["health"]["message_count"] == 1 for d in online["devices"])
+
+
+async def test_one_gateway_connection_among_processes(ctx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Two applications on one database (two workers): one holds the lease and connects, the other takes over
+    when it stops — the persistent session is never fought over."""
+    from cityplus.api.app import build_context, create_app
+    from cityplus.modules.iot.runtime import runtime
+
+    monkeypatch.setenv("CITYPLUS_IOT_MQTT_LEASE_SECONDS", "1")
+    other = build_context(ctx.settings)
+    first, second = create_app(ctx=ctx), create_app(ctx=other)
+    try:
+        async with first.router.lifespan_context(first):
+            async with second.router.lifespan_context(second):
+                await gateway_ready(ctx)
+                await asyncio.sleep(1)  # a few lease rounds
+                assert runtime(ctx).mqtt is not None and runtime(other).mqtt is None
+            assert runtime(ctx).mqtt is not None  # the other stopped: nothing changes for the holder
+            async with second.router.lifespan_context(second):
+                await asyncio.sleep(0.5)
+                assert runtime(other).mqtt is None
+        # the holder stopped and released the lease: the other takes it (at start, or within a lease round)
+        async with second.router.lifespan_context(second):
+            await gateway_ready(other)
+    finally:
+        other.db.dispose()

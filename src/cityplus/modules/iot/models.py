@@ -120,3 +120,13 @@ class Command(Base):
     info: Mapped[Any] = mapped_column(JSONType, nullable=True)  # the device's result
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Lease(Base):
+    """Who runs a singleton job (the MQTT gateway connection) until when; renewed while the holder lives."""
+
+    __tablename__ = "iot_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

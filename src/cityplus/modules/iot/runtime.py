@@ -6,10 +6,13 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from prometheus_client import Counter
 
 from cityplus.core.context import AppContext
 from cityplus.modules.iot.settings import IotSettings
+
+log = structlog.get_logger("cityplus.iot")
 
 
 @dataclass
@@ -38,29 +41,62 @@ class IotRuntime:
     settings: IotSettings
     metrics: IotMetrics
     tasks: list[Any] = field(default_factory=list)
-    mqtt: Any = None  # the MQTT gateway when connected (mqtt.MqttGateway)
+    mqtt: Any = None  # the MQTT gateway while this process holds its lease (mqtt.MqttGateway)
+    holder: str = ""  # this process's lease holder id
 
 
 def runtime(ctx: AppContext) -> IotRuntime:
     """The module's runtime state, created on first use (start-up, or a request in tests)."""
     state = ctx.module_state.get("iot")
     if state is None:
-        state = IotRuntime(ctx=ctx, settings=IotSettings(), metrics=IotMetrics.register(ctx.metrics))
+        from cityplus.modules.iot.lease import holder_id
+
+        state = IotRuntime(ctx=ctx, settings=IotSettings(), metrics=IotMetrics.register(ctx.metrics),
+                           holder=holder_id())
         ctx.module_state["iot"] = state
     return state  # type: ignore[no-any-return]
 
 
 async def start(ctx: AppContext) -> None:
     rt = runtime(ctx)
-    if not rt.tasks:
-        from cityplus.modules.iot.health import loop
+    if rt.tasks:
+        return
+    from cityplus.modules.iot.health import loop
 
-        rt.tasks.append(asyncio.create_task(loop(rt), name="cityplus-iot-health"))
-    if ctx.settings.mqtt_url and rt.settings.mqtt and rt.mqtt is None:
-        from cityplus.modules.iot.mqtt import MqttGateway
+    rt.tasks.append(asyncio.create_task(loop(rt), name="cityplus-iot-health"))
+    if ctx.settings.mqtt_url and rt.settings.mqtt:
+        await _hold_gateway(rt)  # at once: a single process connects during start-up
+        rt.tasks.append(asyncio.create_task(_gateway_lease_loop(rt), name="cityplus-iot-mqtt-lease"))
 
-        rt.mqtt = MqttGateway(rt, ctx.settings.mqtt_url)
+
+async def _hold_gateway(rt: IotRuntime) -> None:
+    """Run the MQTT gateway while this process holds the lease; stop it when the lease is lost."""
+    from cityplus.modules.iot import lease
+    from cityplus.modules.iot.mqtt import MqttGateway
+
+    def take() -> bool:
+        with rt.ctx.db.session() as session:
+            return lease.acquire(session, lease.MQTT_GATEWAY, rt.holder, rt.settings.mqtt_lease_seconds)
+
+    try:
+        held = await asyncio.to_thread(take)
+    except Exception as exc:  # database away: keep what runs, try again next round
+        log.error("iot_lease_failed", exc_info=exc)
+        return
+    if held and rt.mqtt is None:
+        rt.mqtt = MqttGateway(rt, rt.ctx.settings.mqtt_url)
         rt.mqtt.start()  # connects in the background: an absent broker delays nothing, paho keeps retrying
+        log.info("iot_gateway_lease_taken", holder=rt.holder)
+    elif not held and rt.mqtt is not None:
+        gateway, rt.mqtt = rt.mqtt, None
+        log.warning("iot_gateway_lease_lost", holder=rt.holder)
+        await asyncio.to_thread(gateway.stop)
+
+
+async def _gateway_lease_loop(rt: IotRuntime) -> None:
+    while True:
+        await asyncio.sleep(rt.settings.mqtt_lease_seconds / 3)
+        await _hold_gateway(rt)
 
 
 async def stop(ctx: AppContext) -> None:
@@ -74,3 +110,13 @@ async def stop(ctx: AppContext) -> None:
     if rt.mqtt is not None:
         gateway, rt.mqtt = rt.mqtt, None
         await asyncio.to_thread(gateway.stop)
+        from cityplus.modules.iot import lease
+
+        def give_up() -> None:
+            with ctx.db.session() as session:
+                lease.release(session, lease.MQTT_GATEWAY, rt.holder)
+
+        try:
+            await asyncio.to_thread(give_up)
+        except Exception as exc:  # the lease then simply expires
+            log.warning("iot_lease_release_failed", error=str(exc)[:200])

@@ -16,6 +16,8 @@ class IotSettings(BaseSettings):
                                 description="MQTT client id of the gateway (its persistent session).")
     mqtt_session_expiry: int = Field(default=86_400, ge=0, le=2**32 - 1,
                                      description="Seconds the broker keeps the gateway's session while it is away.")
+    mqtt_lease_seconds: float = Field(default=15, ge=1, le=3600,
+                                      description="Lease of the single gateway connection; failover after it.")
     default_interval: int = Field(default=300, ge=1, description="Expected seconds between a device's messages.")
     offline_after: int = Field(default=3, ge=1, description="Missed intervals after which a device is offline.")
     health_check_seconds: float = Field(default=30, gt=0, description="How often offline devices are looked for.")
