@@ -51,7 +51,8 @@ async def raw_body(request: Request) -> bytes:
 def _failed(request: Request, e: IotError, reason: str | None) -> Response:
     # Answered, not raised: the request's transaction must commit, with the dead letter in it.
     return problem(e.status, e.title, e.detail, type_slug=e.type_slug, type_uri=e.type_uri, errors=e.errors,
-                   instance=request.url.path, extensions={**e.extensions(), "dead_letter": reason})
+                   headers=e.headers or None, instance=request.url.path,
+                   extensions={**e.extensions(), "dead_letter": reason})
 
 
 def _run(request: Request, session: Any, msg: Message, get_cmd: bool = False) -> Response:

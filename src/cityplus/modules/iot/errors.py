@@ -77,3 +77,9 @@ class Rejected(IotError):
 
 class CommandNotFound(IotError):
     status, name = 404, "COMMAND_NOT_FOUND"
+
+
+class RateLimited(IotError):
+    """A device sending faster than its limit (a runaway device): refused, so it cannot swamp the platform."""
+
+    status, name = 429, "TOO_MANY_REQUESTS"

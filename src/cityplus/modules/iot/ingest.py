@@ -25,7 +25,14 @@ from cityplus.modules.context import jsonld
 from cityplus.modules.context import service as context
 from cityplus.modules.context.normalize import normalize_entity
 from cityplus.modules.iot import payloads
-from cityplus.modules.iot.errors import DeviceNotFound, GroupNotFound, IotError, MalformedPayload, PayloadTooLarge
+from cityplus.modules.iot.errors import (
+    DeviceNotFound,
+    GroupNotFound,
+    IotError,
+    MalformedPayload,
+    PayloadTooLarge,
+    RateLimited,
+)
 from cityplus.modules.iot.events import DeviceOnline
 from cityplus.modules.iot.mapping import Profile, iso, measures_fragment, static_attributes
 from cityplus.modules.iot.models import DeadLetter, Device, Receipt, ServiceGroup
@@ -79,6 +86,20 @@ def ingest(session: Session, rt: IotRuntime, msg: Message, active: jsonld.Active
     outcome = Outcome()
     device: Device | None = None
     tenant: str | None = None
+    key = (msg.apikey, msg.device_id)
+    if not rt.limiter.allow(key):
+        # Refused before any database work: that is the point. One dead letter a minute says it is happening.
+        rt.metrics.rate_limited.labels(msg.transport).inc()
+        outcome.error = RateLimited(f"device {msg.device_id[:64]} sends faster than {rt.settings.device_rate:g} "
+                                    f"messages a second (bursts of {rt.settings.device_burst:g})",
+                                    headers={"Retry-After": "1"})
+        outcome.dead_letter_reason = "rate_limited"
+        if rt.limiter.report_due(key):
+            owner = session.scalar(select(Device.tenant).where(Device.apikey == msg.apikey,
+                                                               Device.device_id == msg.device_id))
+            dead_letter(session, rt, msg, "rate_limited", outcome.error.detail + " (further refusals within a "
+                        "minute are only counted)", tenant=owner, received=received)
+        return outcome
     try:
         with session.begin_nested():
             device, group = resolve(session, msg)

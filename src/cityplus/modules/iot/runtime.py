@@ -10,6 +10,7 @@ import structlog
 from prometheus_client import Counter
 
 from cityplus.core.context import AppContext
+from cityplus.modules.iot.ratelimit import RateLimiter
 from cityplus.modules.iot.settings import IotSettings
 
 log = structlog.get_logger("cityplus.iot")
@@ -22,6 +23,7 @@ class IotMetrics:
     measurements: Counter
     dead_letters: Counter
     duplicates: Counter
+    rate_limited: Counter
 
     @classmethod
     def register(cls, registry: Any) -> IotMetrics:
@@ -32,6 +34,8 @@ class IotMetrics:
                                  ["reason"], registry=registry),
             duplicates=Counter("cityplus_iot_duplicates_total", "Measurements skipped as already applied",
                                ["transport"], registry=registry),
+            rate_limited=Counter("cityplus_iot_rate_limited_total", "Device messages refused over the device's rate",
+                                 ["transport"], registry=registry),
         )
 
 
@@ -43,6 +47,7 @@ class IotRuntime:
     tasks: list[Any] = field(default_factory=list)
     mqtt: Any = None  # the MQTT gateway while this process holds its lease (mqtt.MqttGateway)
     holder: str = ""  # this process's lease holder id
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(20, 200))
 
 
 def runtime(ctx: AppContext) -> IotRuntime:
@@ -51,8 +56,9 @@ def runtime(ctx: AppContext) -> IotRuntime:
     if state is None:
         from cityplus.modules.iot.lease import holder_id
 
-        state = IotRuntime(ctx=ctx, settings=IotSettings(), metrics=IotMetrics.register(ctx.metrics),
-                           holder=holder_id())
+        settings = IotSettings()
+        state = IotRuntime(ctx=ctx, settings=settings, metrics=IotMetrics.register(ctx.metrics),
+                           holder=holder_id(), limiter=RateLimiter(settings.device_rate, settings.device_burst))
         ctx.module_state["iot"] = state
     return state  # type: ignore[no-any-return]
 

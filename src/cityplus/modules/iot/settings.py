@@ -24,4 +24,6 @@ class IotSettings(BaseSettings):
     dead_letter_bytes: int = Field(default=2048, ge=64, le=65_536,
                                    description="Raw payload bytes kept with a dead letter.")
     max_payload_bytes: int = Field(default=65_536, ge=64, description="Largest accepted device message.")
+    device_rate: float = Field(default=20, gt=0, description="Messages a second one device may send (sustained).")
+    device_burst: float = Field(default=200, ge=1, description="Messages one device may send in a burst.")
     receipt_hours: int = Field(default=48, ge=1, description="Hours idempotency receipts are kept.")
