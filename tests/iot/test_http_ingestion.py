@@ -138,3 +138,19 @@ async def test_southbound_needs_apikey_and_device(client) -> None:  # type: igno
     r = await client.post("/iot/json", params={"k": "a", "i": "x"}, content=b"t|1", headers={"content-type":
                                                                                                "text/plain"})
     assert r.status_code == 415
+
+
+async def test_payloads_no_database_can_store_are_refused(client, operator) -> None:  # type: ignore[no-untyped-def]
+    group = {"apikey": "j-key", "resource": "/iot/json", "entity_type": "Thing"}
+    await client.post("/iot/services", json={"services": [group]}, headers={**operator, **SVC})
+    bad = [b'{"a": "x\\u0000y"}', b'{"a": 1e400}', b'{"a": NaN}', b"[" * 30_000 + b"]" * 30_000,
+           b'{"a\\u0000": 1}']
+    for body in bad:
+        r = await client.post("/iot/json", params={"k": "j-key", "i": "dev"}, content=body,
+                              headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["dead_letter"] == "malformed_payload", (body[:30], r.text[:300])
+    r = await client.post("/iot/d", params={"k": "j-key", "i": "dev"}, content=b"t|1\x00")
+    assert r.status_code == 400
+    # a good message still goes through afterwards
+    r = await client.post("/iot/json", params={"k": "j-key", "i": "dev"}, json={"a": 1.5, "b": {"c": [1, "x"]}})
+    assert r.status_code == 200 and r.json()["applied"] == 1

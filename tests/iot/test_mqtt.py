@@ -220,3 +220,15 @@ async def test_one_gateway_connection_among_processes(ctx, monkeypatch) -> None:
             await gateway_ready(other)
     finally:
         other.db.dispose()
+
+
+async def test_bad_messages_never_wedge_the_queue(client, ctx, operator, apikey) -> None:  # type: ignore[no-untyped-def]
+    await gateway_ready(ctx)
+    await client.post("/iot/services", json={"services": [weather_group(apikey)]}, headers={**operator, **SVC})
+    publish([(f"/json/{apikey}/ws1/attrs", b'{"t": "\\u0000"}'), (f"/json/{apikey}/ws1/attrs", b'{"t": 1e999}'),
+             (f"/ul/{apikey}/ws1/attrs", b"\xff\xfe"), (f"/ul/{apikey}/ws1/attrs", "t|30")])
+    e = await eventually(client, "/ngsi-ld/v1/entities/urn:ngsi-ld:WeatherObserved:ws1", {**operator, **LD},
+                         lambda e: e.get("temperature", {}).get("value") == 30)
+    assert e["temperature"]["value"] == 30
+    letters = (await client.get("/iot/deadletters", headers={**operator, **SVC})).json()
+    assert letters["count"] == 3 and {x["reason"] for x in letters["deadletters"]} == {"malformed_payload"}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from cityplus.core import audit, events
@@ -32,6 +33,7 @@ from cityplus.modules.iot.errors import (
     MalformedPayload,
     PayloadTooLarge,
     RateLimited,
+    Rejected,
 )
 from cityplus.modules.iot.events import DeviceOnline
 from cityplus.modules.iot.mapping import Profile, iso, measures_fragment, static_attributes
@@ -121,9 +123,13 @@ def ingest(session: Session, rt: IotRuntime, msg: Message, active: jsonld.Active
     except IotError as exc:
         error = exc
     except DomainError as exc:  # the context broker refused the mapped update
-        from cityplus.modules.iot.errors import Rejected
-
         error = Rejected(f"the context broker refused the update: {exc.detail}")
+    except DBAPIError as exc:
+        if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+            raise  # the database is away: the caller retries (MQTT) or answers 503/500 (HTTP)
+        # the database refused a value the checks let through (the savepoint rolled it back)
+        log.warning("iot_value_not_stored", error=str(exc.orig)[:300])
+        error = Rejected("a value of the message cannot be stored")
     reason = REASONS.get(type(error), "rejected")
     tenant = tenant if tenant is not None else getattr(error, "tenant", None)
     if device is not None and device.id is not None and session.get(Device, device.id) is not None:

@@ -26,7 +26,7 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cityplus.modules.iot.commands import apply_results
 from cityplus.modules.iot.ingest import Message, dead_letter, ingest
@@ -167,19 +167,42 @@ class MqttGateway:
             self._apply_batch(batch)
 
     def _apply_batch(self, batch: list[mqtt.MQTTMessage]) -> None:
+        if not self._store(batch):
+            return  # stopping: left unacknowledged, the broker redelivers the batch
+        for msg in batch:
+            if msg.qos > 0:
+                self.client.ack(msg.mid, msg.qos)
+
+    def _store(self, batch: list[mqtt.MQTTMessage]) -> bool:
+        """Apply a batch in one transaction; False when stopping before it could be stored."""
         delay = 0.5
         while True:
             try:
                 self._apply(batch)
-                break
-            except DBAPIError as exc:  # the database is away: retry, never acknowledge unapplied
+                return True
+            except (OperationalError, InterfaceError) as exc:  # the database is away: retry, never ack unapplied
                 log.error("iot_mqtt_batch_failed", messages=len(batch), error=str(exc)[:300])
                 if self._stopping.wait(delay):
-                    return  # stopping: leave the batch unacknowledged, the broker redelivers it
+                    return False
                 delay = min(delay * 2, 30)
-        for msg in batch:
-            if msg.qos > 0:
-                self.client.ack(msg.mid, msg.qos)
+            except Exception as exc:  # one message broke the batch's transaction: isolate it
+                if len(batch) > 1:
+                    log.warning("iot_mqtt_batch_isolating", messages=len(batch), error=str(exc)[:300])
+                    return all(self._store([one]) for one in batch)
+                self._file_poison(batch[0], exc)
+                return True
+
+    def _file_poison(self, raw: mqtt.MQTTMessage, exc: Exception) -> None:
+        """A message that fails on its own (a bug, not the database): kept as a dead letter, then acknowledged."""
+        log.error("iot_mqtt_message_failed", topic=raw.topic[:200], exc_info=exc)
+        topic = parse_topic(raw.topic)
+        msg = Message(transport="mqtt", channel=raw.topic[:512], apikey=topic.apikey if topic else "",
+                      device_id=topic.device_id if topic else "", fmt="ul", payload=bytes(raw.payload))
+        try:
+            with self.rt.ctx.db.session() as session:
+                dead_letter(session, self.rt, msg, "internal_error", f"{type(exc).__name__}: {exc}"[:500], tenant=None)
+        except Exception as again:  # not even the dead letter: log it, never wedge the queue
+            log.error("iot_mqtt_dead_letter_failed", topic=raw.topic[:200], exc_info=again)
 
     def _apply(self, batch: list[mqtt.MQTTMessage]) -> None:
         ctx = self.rt.ctx
@@ -195,15 +218,8 @@ class MqttGateway:
                 msg = Message(transport="mqtt", channel=raw.topic[:512], apikey=topic.apikey,
                               device_id=topic.device_id, fmt=_format(topic.fmt, payload), payload=payload,
                               object_id=topic.object_id, message_id=_message_id(raw))
-                try:
-                    if topic.kind == "cmdexe":
-                        apply_results(session, self.rt, msg, active)
-                    else:
-                        ingest(session, self.rt, msg, active)
-                except DBAPIError:
-                    raise
-                except Exception as exc:  # a bug must not wedge the queue: file the message and go on
-                    log.error("iot_mqtt_message_failed", topic=raw.topic[:200], exc_info=exc)
-                    dead_letter(session, self.rt, msg, "internal_error", f"{type(exc).__name__}: {exc}"[:500],
-                                tenant=None)
+                if topic.kind == "cmdexe":
+                    apply_results(session, self.rt, msg, active)
+                else:
+                    ingest(session, self.rt, msg, active)
 

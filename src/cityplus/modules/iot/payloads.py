@@ -52,9 +52,23 @@ def _check_key(key: str) -> str:
 
 def _text(payload: bytes) -> str:
     try:
-        return payload.decode("utf-8")
+        text = payload.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedPayload("the payload is not UTF-8 text") from None
+    if "\x00" in text or "\\u0000" in text:
+        raise MalformedPayload("the payload contains NUL characters")  # no database stores them in text
+    return text
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise MalformedPayload(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise MalformedPayload(f"{name} is not a JSON number")
 
 
 def parse_ultralight(payload: bytes) -> list[MeasureGroup]:
@@ -90,9 +104,11 @@ def parse_ultralight(payload: bytes) -> list[MeasureGroup]:
 def parse_json(payload: bytes) -> list[MeasureGroup]:
     """Parse an IoTA-JSON measure payload (an object, or a list of objects for several observations)."""
     try:
-        body = json.loads(_text(payload))
+        body = json.loads(_text(payload), parse_float=_finite, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise MalformedPayload(f"the payload is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedPayload("the JSON payload is nested too deeply") from None
     items = body if isinstance(body, list) else [body]
     if not items or not all(isinstance(i, dict) for i in items):
         raise MalformedPayload("a JSON measure payload must be an object (or a non-empty list of objects)")
@@ -115,8 +131,8 @@ def parse_single(payload: bytes, object_id: str, *, json_values: bool) -> list[M
     value: Any = text
     if json_values:
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
+            value = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+        except (json.JSONDecodeError, RecursionError):
             value = text  # a bare string
     if value in ("", None):
         raise MalformedPayload(f"empty value for {object_id}")
