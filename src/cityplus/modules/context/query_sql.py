@@ -24,9 +24,11 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    exists,
     not_,
     or_,
     select,
+    union_all,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -35,6 +37,7 @@ from cityplus.modules.context.query import (
     ATTR_TYPES,
     TEXT_LEN,
     And,
+    Comparison,
     Exists,
     Node,
     Or,
@@ -62,10 +65,12 @@ def attr_index_table(metadata: MetaData) -> Table:
         Column("bool", Boolean, nullable=True),
         Column("ts", DateTime(timezone=True), nullable=True),
         Column("obj", String(TEXT_LEN), nullable=True),
-        Index("ix_context_attr_index_attr_num", "attr", "num"),
-        Index("ix_context_attr_index_attr_text", "attr", "text"),
-        Index("ix_context_attr_index_attr_obj", "attr", "obj"),
-        Index("ix_context_attr_index_entity_pk", "entity_pk"),
+        # (attr, value, entity_pk): a driving q term is answered from the index alone; (entity_pk, attr): the
+        # other terms are checked per entity, and incremental reindexing deletes one attribute's rows.
+        Index("ix_context_attr_index_attr_num_pk", "attr", "num", "entity_pk"),
+        Index("ix_context_attr_index_attr_text_pk", "attr", "text", "entity_pk"),
+        Index("ix_context_attr_index_attr_obj_pk", "attr", "obj", "entity_pk"),
+        Index("ix_context_attr_index_pk_attr", "entity_pk", "attr"),
     )
 
 
@@ -238,3 +243,126 @@ def to_sql(node: Node, entity_pk_col: Any, index_table: Table) -> ColumnElement[
         return exists  # type: ignore[no-any-return]
     return _exists(entity_pk_col, index_table, node.path.attr,  # type: ignore[no-any-return]
                    lambda idx: _literal_cond(idx, node.op, node.value))
+
+
+# --- query plans ----------------------------------------------------------------------------------------------
+
+
+class NoIndex(FunctionElement[Any]):
+    """A column SQLite must not look up through an index (unary +); other databases render it bare.
+
+    In a per-entity check `entity_pk = ? AND attr = ? AND num > ?`, SQLite without statistics prefers the
+    (attr, num, entity_pk) index (one equality and a range) and walks every matching row of the attribute, per
+    entity; hiding num leaves it the (entity_pk, attr) index: one short probe per entity.
+    """
+
+    inherit_cache = True
+
+
+@compiles(NoIndex)
+def _no_index_default(element: NoIndex, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(NoIndex, "sqlite")
+def _no_index_sqlite(element: NoIndex, compiler: Any, **kw: Any) -> str:
+    return f"+{compiler.process(element.clauses, **kw)}"
+
+
+class _Hidden:
+    """Stands in for an index table alias in _literal_cond: its value columns are wrapped in NoIndex."""
+
+    def __init__(self, idx: Any) -> None:
+        self.c = type("Columns", (), {name: NoIndex(idx.c[name]) for name in ("num", "text", "bool", "ts", "obj")})()
+
+
+def _term_cond(node: Comparison | Exists, index_table: Table) -> Callable[[Any], Any] | None:
+    """The row condition of a term, as a callable on an index alias; None when only existence can be checked."""
+    if not isinstance(node, Comparison):
+        return None
+    if node.path.sub == ("observedAt",) and not node.path.keys and isinstance(node.value, datetime) \
+            and node.op != "!=":
+        return lambda idx: _compare(idx.c.ts, node.op, node.value)
+    if node.path.sub or node.path.keys or node.op == "!=" or _literal_cond(index_table, node.op, node.value) is None:
+        return None
+    return lambda idx: _literal_cond(idx, node.op, node.value)
+
+
+def _drive_rank(node: Comparison | Exists) -> int | None:
+    """How well a term drives a query (0 best); None: not as a driver. Equality on a value narrows to a few rows
+    of the (attr, value) index; ranges and existence usually match much of a type, better checked per entity."""
+    if not isinstance(node, Comparison) or node.path.sub or node.path.keys or node.op != "==":
+        return None
+    values = node.value if isinstance(node.value, tuple) else (node.value,)
+    if not all(_kind(v) in ("number", "string") and not isinstance(v, Range) for v in values):
+        return None
+    return 0 if len(values) == 1 else 1
+
+
+def _is_exact(node: Comparison | Exists) -> bool:
+    """Whether the SQL condition of a term selects exactly the entities query.evaluate accepts."""
+    if len(node.path.attr) >= 512 or node.path.sub or node.path.keys:
+        return False
+    if isinstance(node, Exists):
+        return True  # every attribute instance has at least one index row
+    if node.op == "!=":
+        return False
+    for v in node.value if isinstance(node.value, tuple) else (node.value,):
+        kind = _kind(v)
+        if isinstance(v, Range) or kind not in ("number", "string", "bool") or (kind == "bool" and node.op != "=="):
+            return False
+        if (kind == "number" and abs(v) >= 2**53) or (kind == "string" and (len(v) >= TEXT_LEN or "\x00" in v)):
+            return False
+    return True
+
+
+def _driver(entity_pk_col: Any, index_table: Table, term: Comparison) -> ColumnElement[bool]:
+    """`pk IN (…)` for an equality term: one index range per value and column (text and obj for a string), as a
+    UNION ALL, so that each part is a plain (attr, value) lookup rather than an OR the planners scan the attribute
+    for."""
+    attr = term.path.attr[:512]
+    parts = []
+    for v in term.value if isinstance(term.value, tuple) else (term.value,):
+        idx = index_table.alias()
+        base = select(idx.c.entity_pk).where(idx.c.attr == attr)
+        if _kind(v) == "number":
+            parts.append(base.where(idx.c.num == _to_float(v)))
+        else:
+            parts += [base.where(idx.c.text == v[:TEXT_LEN]), base.where(idx.c.obj == v[:TEXT_LEN])]
+    return entity_pk_col.in_(union_all(*parts))  # type: ignore[no-any-return]
+
+
+def plan(node: Node, entity_pk_col: Any, index_table: Table) -> tuple[ColumnElement[bool] | None, bool]:
+    """SQL for a q query, shaped for the planners, and whether it is exact (no evaluation in Python needed).
+
+    A top-level AND is split: its most selective equality term (see _drive_rank) becomes `pk IN (SELECT entity_pk
+    …)` through an (attr, value, entity_pk) index, the others per-entity EXISTS checks through (entity_pk, attr).
+    Without such a term every term is checked per entity, entities being read in pk order until the page is full:
+    cheap when many entities match, as with ranges. Anything else (OR, negations) falls back to to_sql.
+    """
+    terms = list(node.children) if isinstance(node, And) else [node]
+    if not all(isinstance(t, Comparison | Exists) for t in terms):
+        return to_sql(node, entity_pk_col, index_table), False
+    ranked = [(r, i) for i, t in enumerate(terms) if (r := _drive_rank(t)) is not None]
+    driver = min(ranked)[1] if ranked else None
+    conds: list[Any] = []
+    exact = True
+    for i, term in enumerate(terms):
+        assert isinstance(term, Comparison | Exists)
+        exact = exact and _is_exact(term)
+        if isinstance(term, Exists) and term.negated:
+            cond = to_sql(term, entity_pk_col, index_table)
+            exact = exact and cond is not None
+            if cond is not None:
+                conds.append(cond)
+            continue
+        row_cond = _term_cond(term, index_table)
+        if i == driver:
+            conds.append(_driver(entity_pk_col, index_table, term))  # type: ignore[arg-type]
+            continue
+        idx = index_table.alias()
+        where = [idx.c.entity_pk == entity_pk_col, idx.c.attr == term.path.attr[:512]]
+        if row_cond is not None:
+            where.append(row_cond(_Hidden(idx)))
+        conds.append(exists().where(*where))
+    return (and_(*conds) if conds else None), exact

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -33,7 +33,7 @@ from cityplus.modules.context.errors import (
 from cityplus.modules.context.models import ContextEntity, ContextEntityType, ContextTenant, attr_index, geo_index
 from cityplus.modules.context.normalize import MEMBERS, SYSTEM, is_null, without_nulls
 
-SCAN_BATCH = 500
+SCAN_BATCH = 2000  # most rows read at once when a query is checked in Python
 log = structlog.get_logger("cityplus.context")
 
 
@@ -561,29 +561,49 @@ def _split_top(text: str, sep: str) -> list[str]:
     return [*parts, cur]
 
 
-def _candidates(session: Session, t: ContextTenant, query: EntityQuery) -> Iterator[ContextEntity]:
-    stmt = select(ContextEntity).where(ContextEntity.tenant_id == t.id)
+def _selection(session: Session, t: ContextTenant, query: EntityQuery) -> tuple[list[Any], bool]:
+    """SQL conditions on ContextEntity for a query, and whether they are exact (no re-check in Python needed)."""
+    conds: list[Any] = [ContextEntity.tenant_id == t.id]
+    exact = query.id_pattern is None and query.scope_q is None and query.geo is None
     if query.ids:
-        stmt = stmt.where(ContextEntity.entity_id.in_(query.ids))
+        conds.append(ContextEntity.entity_id.in_(query.ids))
     if query.types is not None:
-        stmt = stmt.where(or_(*[_all_types(group) for group in query.types.groups]))
+        conds.append(or_(*[_all_types(group) for group in query.types.groups]))
     if query.q is not None:
-        cond = query_sql.to_sql(query.q, ContextEntity.pk, attr_index)
+        cond, q_exact = query_sql.plan(query.q, ContextEntity.pk, attr_index)
+        exact = exact and q_exact
         if cond is not None:
-            stmt = stmt.where(cond)
+            conds.append(cond)
+    elif query.attrs:
+        # Without q, attrs selects the entities that have at least one of the attributes.
+        idx = attr_index.alias()
+        conds.append(exists().where(idx.c.entity_pk == ContextEntity.pk,
+                                    idx.c.attr.in_(sorted({a[:512] for a in query.attrs}))))
+        exact = exact and all(len(a) < 512 for a in query.attrs)
     if query.geo is not None:
-        cond = geomod.bbox_condition(query.geo, geo_index, session.get_bind().dialect.name)
+        dialect = session.get_bind().dialect.name
+        cond = geomod.bbox_condition(query.geo, geo_index, dialect)
         if cond is not None:
-            # An IN sub-query, evaluated once through the bbox index (a correlated EXISTS ran once per entity).
-            stmt = stmt.where(ContextEntity.pk.in_(select(geo_index.c.entity_pk).where(
-                geo_index.c.attr == query.geo.geoproperty, cond)))
-    last = 0
+            # An IN sub-query, evaluated once through the bbox index (a correlated EXISTS ran once per entity). With
+            # the SQLite rtree, the attr test must not use an index: the rtree's row ids drive, not all the rows of
+            # the GeoProperty in ix_context_geo_index_bbox.
+            attr = query_sql.NoIndex(geo_index.c.attr) if dialect == "sqlite" and geomod.sqlite_has_rtree() \
+                else geo_index.c.attr
+            conds.append(ContextEntity.pk.in_(select(geo_index.c.entity_pk).where(
+                attr == query.geo.geoproperty, cond)))
+    return conds, exact
+
+
+def _candidates(session: Session, conds: list[Any], first: int) -> Iterator[ContextEntity]:
+    """Entities meeting the SQL conditions in pk order, read in chunks that start at `first` rows and double."""
+    stmt = select(ContextEntity).where(*conds)
+    last, size = 0, max(first, 1)
     while True:
-        rows = session.scalars(stmt.where(ContextEntity.pk > last).order_by(ContextEntity.pk).limit(SCAN_BATCH)).all()
-        if not rows:
-            return
+        rows = session.scalars(stmt.where(ContextEntity.pk > last).order_by(ContextEntity.pk).limit(size)).all()
         yield from rows
-        last = rows[-1].pk
+        if len(rows) < size:
+            return
+        last, size = rows[-1].pk, min(size * 2, SCAN_BATCH)
 
 
 def _all_types(group: tuple[str, ...]) -> Any:
@@ -628,9 +648,19 @@ def query_entities(session: Session, tenant_name: str | None, query: EntityQuery
             id_re = re.compile(query.id_pattern)
         except re.error as exc:
             raise BadRequestData(f"invalid idPattern: {exc}") from None
-    page: list[ContextEntity] = []
+    if t.id < 0:
+        return [], (0 if query.count else None)
+    conds, exact = _selection(session, t, query)
+    if exact:
+        # The database alone decides: count and page in SQL.
+        total = session.scalar(select(func.count()).select_from(select(ContextEntity.pk).where(*conds).subquery())) \
+            if query.count else None
+        page = list(session.scalars(select(ContextEntity).where(*conds).order_by(ContextEntity.pk)
+                                    .offset(query.offset).limit(query.limit))) if query.limit > 0 else []
+        return page, total
+    page = []
     total = 0
-    for ent in _candidates(session, t, query):
+    for ent in _candidates(session, conds, 2 * (query.offset + query.limit) + 10):
         if not _exact(ent, query, id_re):
             continue
         if query.offset <= total < query.offset + query.limit:
