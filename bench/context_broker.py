@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -166,6 +167,25 @@ class Backend:
         self._admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         if dbname in self.made:
             self.made.remove(dbname)
+
+    def analyze(self, url: str) -> None:
+        """VACUUM ANALYZE a PostgreSQL database after a bulk load: what autovacuum does a little later on its own
+        (planner statistics, and the visibility map that index-only scans need)."""
+        import psycopg
+
+        dbname = url.rsplit("/", 1)[1]
+        with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={dbname}", autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+
+    def size(self, url: str) -> int:
+        """Bytes the database takes on disk."""
+        if self.kind == "sqlite":
+            return sum(Path(url.removeprefix("sqlite:///") + x).stat().st_size for x in ("", "-wal")
+                       if Path(url.removeprefix("sqlite:///") + x).exists())
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres") as conn:
+            return int(conn.execute("SELECT pg_database_size(%s)", (url.rsplit("/", 1)[1],)).fetchone()[0])
 
     def cleanup(self) -> None:
         if self.kind == "postgres":
@@ -552,6 +572,95 @@ def load_test(url: str, workdir: Path, n: int, duration: int, reps: int, connect
         log.close()
 
 
+# --------------------------------------------------------------------------------------------------- (e) memory
+
+
+def _vm(pid: int, key: str) -> int:
+    """A /proc/<pid>/status memory figure in KiB (VmRSS, VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_test(be: Backend, workdir: Path, n: int, batch: int) -> dict[str, Any]:
+    """Store n entities (service.batch_write, in a child process), then serve them: peak RSS of each.
+
+    The server (`cityplus serve --workers 1`) answers the (c) and (d) queries, a count over all entities, a page at
+    a deep offset and GET /types (which reads every entity) before its peak RSS (VmHWM) is read.
+    """
+    url = be.fresh("rss")
+    loader = subprocess.run([sys.executable, "-c", _RSS_LOADER, url, str(n), str(batch)], capture_output=True,
+                            text=True, cwd=REPO, timeout=6 * 3600)
+    if loader.returncode != 0:
+        raise RuntimeError(f"loader failed: {loader.stderr[-2000:]}")
+    load_kib, load_s = (float(x) for x in loader.stdout.split())
+    if be.kind == "postgres":
+        be.analyze(url)
+    port = _free_port()
+    env = {**os.environ, "CITYPLUS_DATABASE_URL": url, "CITYPLUS_CONTEXT_AUTH": "none",
+           "CITYPLUS_VAR_DIR": str(workdir), "CITYPLUS_SECRET_KEY": "bench-secret-key-" + "x" * 40}
+    log = (workdir / "serve-rss.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "cityplus", "serve", "--port", str(port)], env=env,
+                              stdout=log, stderr=log, start_new_session=True)
+    base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
+    timings: dict[str, float] = {}
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"server did not start; see {workdir / 'serve-rss.log'}") from None
+                time.sleep(0.5)
+        idle_kib = _vm(server.pid, "VmRSS")
+        queries = {"q": Q_PARAMS, "geo": GEO_PARAMS, "count": {**Q_PARAMS, "count": "true"},
+                   "count all": {"type": "AirQualityObserved", "count": "true", "limit": "0"},
+                   "offset n/2": {"type": "AirQualityObserved", "offset": str(n // 2)}}
+        for name, params in [*queries.items(), ("types", None)]:
+            url_q = f"{base}/types?details=true" if params is None else \
+                f"{base}/entities?{urllib.parse.urlencode(params)}"
+            t0 = time.perf_counter()
+            for _ in range(1 if name in ("types", "count all", "offset n/2") else 20):
+                urllib.request.urlopen(url_q, timeout=3600).read()
+            timings[name] = (time.perf_counter() - t0) * 1000 / (1 if name in ("types", "count all", "offset n/2")
+                                                                else 20)
+        peak_kib = _vm(server.pid, "VmHWM")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+    size = be.size(url)
+    be.drop(url)
+    return {"n": n, "load_s": load_s, "loader_peak_mib": load_kib / 1024, "server_idle_mib": idle_kib / 1024,
+            "server_peak_mib": peak_kib / 1024, "timings_ms": timings, "db_mib": size / 2**20}
+
+
+_RSS_LOADER = """
+import resource, sys, time
+from bench.context_broker import _quiet_logging, entity, expanded
+import random
+from cityplus.core.db import Database
+from cityplus.modules.context import service
+_quiet_logging()
+url, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+db = Database(url)
+rng = random.Random(20261124)
+t0 = time.perf_counter()
+for start in range(0, n, batch):
+    group = expanded([entity(i, rng) for i in range(start, min(n, start + batch))])
+    with db.session() as s:
+        res = service.batch_write(s, None, "upsert", group)
+        assert not res.errors, res.errors[:3]
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - t0)
+"""
+
+
 # --------------------------------------------------------------------------------------------------- main
 
 
@@ -620,6 +729,8 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> list[str]
             load_rate = upsert_http(keep, workdir, bodies, args.n)
             print(f"  loaded {args.n:,} entities through HTTP upsert: {load_rate:,.0f}/s", flush=True)
         assert keep is not None
+        if kind == "postgres":
+            be.analyze(keep)
         ratios = [h / r for h, r in zip(http_r, raw_r, strict=True)]
         svc_ratios = [s / r for s, r in zip(svc_r, raw_r, strict=True)]
         med = statistics.median
@@ -713,6 +824,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="print cProfile of the queries")
     p.add_argument("--quick", action="store_true", help="smoke run: n=2000, 1 repetition, 50 requests, 5 s load")
     p.add_argument("--no-doc", action="store_true", help="do not append to docs/performance.md")
+    p.add_argument("--rss", type=int, default=0, metavar="N",
+                   help="(e) only: store N entities, then the peak RSS of the loader and of a serving process")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.reps, args.requests, args.duration = min(args.n, 2000), 1, 50, 5
@@ -723,7 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     lines: list[str] = []
     try:
         for kind in kinds:
-            lines += run_backend(kind, args, workdir)
+            lines += rss_backend(kind, args, workdir) if args.rss else run_backend(kind, args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     cmd = "python -m bench context_broker " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -736,8 +849,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.reps} repetition(s); ratios from runs side by side in one repetition. Upsert: batches of "
         f"{args.batch:,} into an empty database (create path), HTTP in-process (httpx.ASGITransport); queries: "
         f"up to {args.requests} timed requests per query and repetition after 10 warm-up, time-boxed at "
-        f"{args.query_budget:g} s (the count is in the table), in-process, default limit (20). (e) RSS with "
-        f"1M entities: not measured by this script.",
+        f"{args.query_budget:g} s (the count is in the table), in-process, default limit (20)."
+        if not args.rss else f"Command: `{cmd.strip()}` ({(time.time() - started) / 60:.0f} min). Machine: "
+        f"{os.cpu_count()} cores / {_mem_gib()} GiB, shared; Python {platform.python_version()}. (e) only: "
+        f"{args.rss:,} entities stored "
+        "through service.batch_write (batches of 1,000) by a loader process, then served by `cityplus serve` "
+        "(1 worker), which answers the queries listed before its peak RSS (VmHWM) is read.",
         "",
     ]
     text = "\n".join(head + lines)
@@ -746,6 +863,33 @@ def main(argv: list[str] | None = None) -> int:
         with DOC.open("a", encoding="utf-8") as f:
             f.write("\n" + text + "\n")
     return 0
+
+
+def rss_backend(kind: str, args: argparse.Namespace, workdir: Path) -> list[str]:
+    be = Backend(kind, workdir)
+    try:
+        version = be.version()
+        print(f"\n=== {kind}: {version}, (e) RSS with {args.rss:,} entities ===", flush=True)
+        r = rss_test(be, workdir, args.rss, args.batch)
+        print(f"  {r}", flush=True)
+    finally:
+        be.cleanup()
+    t = r["timings_ms"]
+    return [
+        f"### {kind} — {version}, (e) RSS with {r['n']:,} entities stored",
+        "",
+        "| measure | value | target | result |",
+        "|---|---|---|---|",
+        f"| serving process, peak RSS (VmHWM) after the queries below | {r['server_peak_mib']:,.0f} MiB | < 1 GiB | "
+        f"{_met(r['server_peak_mib'] < 1024)} |",
+        f"| serving process, RSS after start-up | {r['server_idle_mib']:,.0f} MiB | | |",
+        f"| loader process (service.batch_write), peak RSS | {r['loader_peak_mib']:,.0f} MiB | < 1 GiB | "
+        f"{_met(r['loader_peak_mib'] < 1024)} |",
+        f"| load time / rate | {r['load_s']:,.0f} s / {r['n'] / r['load_s']:,.0f} entities/s | | |",
+        f"| database size on disk | {r['db_mib']:,.0f} MiB | | |",
+        "| queries answered (ms each): " + ", ".join(f"{k} {v:,.0f}" for k, v in t.items()) + " | | | |",
+        "",
+    ]
 
 
 def _mem_gib() -> int:
