@@ -66,7 +66,7 @@ async def json_body(request: Request) -> tuple[Any, str]:
 Body = Annotated[tuple[Any, str], Depends(json_body)]
 
 
-def entity_id_param(entity_id: str) -> str:
+async def entity_id_param(entity_id: str) -> str:  # async: a check this cheap is not worth a thread hop
     """The {entityId} path segment, which must be a URI (400 BadRequestData, not a 404 lookup, otherwise)."""
     if not is_uri(entity_id):
         raise BadRequestData(f"entity id must be a URI, not {entity_id[:80]!r}")

@@ -53,12 +53,13 @@ class Row:
     dirty: bool = False
     created_at: datetime | None = None
     modified_at: datetime | None = None
+    stored_geo: frozenset[str] = frozenset()  # attributes with a GeoProperty instance as loaded (geo index rows)
 
     def copy(self) -> Row:
         """A copy whose changes do not touch this row (attribute values are replaced, never mutated in place)."""
         return Row(self.pk, self.entity_id, list(self.types), None if self.scopes is None else list(self.scopes),
                    dict(self.attrs), None if self.reindex is None else set(self.reindex), self.types_changed,
-                   self.dirty, self.created_at, self.modified_at)
+                   self.dirty, self.created_at, self.modified_at, self.stored_geo)
 
     def changed(self, name: str) -> None:
         """Record that attribute `name` changed (its index rows are rewritten on save)."""
@@ -99,7 +100,7 @@ def load(session: Session, tenant_id: int, entity_ids: Iterable[str]) -> dict[st
             stmt.where(ENTITIES.c.entity_id.in_(chunk))
         for pk, eid, types, scopes, attrs, created, modified in session.execute(stmt):
             out[eid] = Row(pk, eid, list(types), scopes, attrs, reindex=set(), created_at=created,
-                           modified_at=modified)
+                           modified_at=modified, stored_geo=_geo_names(attrs))
     return out
 
 
@@ -112,6 +113,11 @@ def exists(session: Session, tenant_id: int, entity_id: str) -> bool:
 
 def _instances(attr: Any) -> list[dict[str, Any]]:
     return attr if isinstance(attr, list) else [attr]
+
+
+def _geo_names(attrs: dict[str, Any]) -> frozenset[str]:
+    return frozenset(name for name, attr in attrs.items()
+                     if any(inst.get("type") == "GeoProperty" for inst in _instances(attr) if isinstance(inst, dict)))
 
 
 def _geo_rows(pk: int, attrs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -159,7 +165,7 @@ def save(session: Session, tenant_id: int, rows: Sequence[Row]) -> None:
         geo_cols = tuple(geo_rows[0])
         _insert_many(session, geo_index, geo_cols, [tuple(g[c] for c in geo_cols) for g in geo_rows])
     for r in rows:
-        r.reindex, r.types_changed, r.dirty = set(), False, False
+        r.reindex, r.types_changed, r.dirty, r.stored_geo = set(), False, False, _geo_names(r.attrs)
 
 
 def _insert_many(session: Session, table: Table, cols: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -204,13 +210,16 @@ def _drop_index_rows(session: Session, rows: Sequence[Row]) -> None:
     """Delete the index rows that save() writes again: all of a fully reindexed row, the changed attributes' else."""
     full = [r.pk for r in rows if r.reindex is None]
     pairs = [{"b_pk": r.pk, "b_attr": n[:ATTR_LEN]} for r in rows if r.reindex for n in sorted(r.reindex)]
+    # Only attributes that had a GeoProperty instance have geo index rows to delete.
+    geo_pairs = [{"b_pk": r.pk, "b_attr": n[:ATTR_LEN]} for r in rows if r.reindex
+                 for n in sorted(r.reindex & r.stored_geo)]
     retyped = [r.pk for r in rows if r.types_changed]
-    for table in (attr_index, geo_index):
+    for table, table_pairs in ((attr_index, pairs), (geo_index, geo_pairs)):
         for chunk in _chunks(full):
             session.execute(delete(table).where(table.c.entity_pk.in_(chunk)))
-        if pairs:
+        if table_pairs:
             session.execute(delete(table).where(table.c.entity_pk == bindparam("b_pk"),
-                                                table.c.attr == bindparam("b_attr")), pairs)
+                                                table.c.attr == bindparam("b_attr")), table_pairs)
     for chunk in _chunks(retyped):
         session.execute(delete(TYPES).where(TYPES.c.entity_pk.in_(chunk)))
 
