@@ -187,3 +187,28 @@ def test_concurrent_creator_falls_back_to_one_by_one(ctx) -> None:  # type: igno
     with ctx.db.session() as s:
         assert s.scalar(text("SELECT count(*) FROM context_entities")) == 4
         assert store.load(s, tenant_id, ["urn:ngsi-ld:AQ:1"])["urn:ngsi-ld:AQ:1"].attrs[NS + "pm25"]["value"] == 10
+
+
+async def test_empty_batch_and_null_items_are_refused_whole(client, make_user, token_for) -> None:  # type: ignore[no-untyped-def]
+    h = {**token_for(make_user("department_staff", org="hbj")), "Content-Type": "application/json"}
+    for op in ("create", "upsert", "update", "merge", "delete"):
+        r = await client.post(f"/ngsi-ld/v1/entityOperations/{op}", headers=h, content="[]")
+        assert r.status_code == 400 and "empty" in r.json()["detail"], (op, r.text)
+    good = {"id": "urn:ngsi-ld:AQ:1", "type": "AirQualityObserved", "pm25": {"type": "Property", "value": 1}}
+    r = await client.post("/ngsi-ld/v1/entityOperations/create", headers=h, content=json.dumps([good, None]))
+    assert r.status_code == 400 and "position(s) 1" in r.json()["detail"], r.text
+    r = await client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:AQ:1", headers=h)
+    assert r.status_code == 404  # nothing of the refused batch was written
+
+
+async def test_language_property_null_deletes_it(client, make_user, token_for) -> None:  # type: ignore[no-untyped-def]
+    h = {**token_for(make_user("department_staff", org="hbj")), "Content-Type": "application/json"}
+    ent = {"id": "urn:ngsi-ld:Street:1", "type": "Street",
+           "street": {"type": "LanguageProperty", "languageMap": {"zh": "人民南路", "en": "Renmin Road S."}},
+           "lanes": {"type": "Property", "value": 6}}
+    assert (await client.post("/ngsi-ld/v1/entities", headers=h, content=json.dumps(ent))).status_code == 201
+    r = await client.patch("/ngsi-ld/v1/entities/urn:ngsi-ld:Street:1/attrs", headers=h, content=json.dumps(
+        {"street": {"type": "LanguageProperty", "languageMap": {"@none": "urn:ngsi-ld:null"}}}))
+    assert r.status_code == 204, r.text
+    doc = (await client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Street:1", headers=h)).json()
+    assert "street" not in doc and doc["lanes"]["value"] == 6

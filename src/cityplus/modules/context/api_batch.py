@@ -39,8 +39,13 @@ def _problem(exc: Exception) -> dict[str, Any]:
 def _entities(body: Any) -> list[Any]:
     if not isinstance(body, list):
         raise BadRequestData("the body must be a JSON array of entities")
+    if not body:
+        raise BadRequestData("the batch is empty: give at least one entity")
     if len(body) > MAX_BATCH:
         raise BadRequestData(f"at most {MAX_BATCH} entities per batch")
+    nulls = [i for i, item in enumerate(body) if item is None]
+    if nulls:  # a null is not an entity that fails alone but a malformed request
+        raise BadRequestData(f"the batch holds null at position(s) {', '.join(map(str, nulls[:10]))}")
     return body
 
 

@@ -238,7 +238,9 @@ def is_null(value: Any) -> bool:
     if value == NGSI_NULL:
         return True
     if isinstance(value, dict):
-        return value.get(VALUE_MEMBER.get(value.get("type", ""), "value")) == NGSI_NULL
+        member = value.get(VALUE_MEMBER.get(value.get("type", ""), "value"))
+        # A LanguageProperty's Null is {"@none": "urn:ngsi-ld:null"} (GS CIM 009 §4.5.18).
+        return member == NGSI_NULL or member == {"@none": NGSI_NULL}
     return False
 
 
