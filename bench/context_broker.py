@@ -536,23 +536,7 @@ def load_test(url: str, workdir: Path, n: int, duration: int, reps: int, connect
     """`cityplus serve --workers 2` on `url`; per pair: (healthz req/s, PATCH req/s, PATCH non-2xx)."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk not installed (apt-get install -y wrk)")
-    port = _free_port()
-    env = {**os.environ, "CITYPLUS_DATABASE_URL": url, "CITYPLUS_CONTEXT_AUTH": "none",
-           "CITYPLUS_VAR_DIR": str(workdir), "CITYPLUS_SECRET_KEY": "bench-secret-key-" + "x" * 40}
-    log = (workdir / "serve.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "cityplus", "serve", "--workers", "2", "--port", str(port)],
-                              env=env, stdout=log, stderr=log, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=2).read()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"server did not start; see {workdir / 'serve.log'}") from None
-                time.sleep(0.5)
+    with _server(url, workdir, 2, "serve.log") as (_, base):
         script = workdir / "patch.lua"
         script.write_text(LUA.format(n=n))
         _wrk(base + "/healthz", 3, connections, None)  # warm-up both workers
@@ -563,6 +547,29 @@ def load_test(url: str, workdir: Path, n: int, duration: int, reps: int, connect
             p, bad, _ = _wrk(base, duration, connections, script)
             out.append((h, p, bad))
         return out
+
+
+@contextmanager
+def _server(url: str, workdir: Path, workers: int, log_name: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`cityplus serve` on `url` (NGSI-LD auth off) until the block ends: (process, base URL) once /healthz answers."""
+    port = _free_port()
+    env = {**os.environ, "CITYPLUS_DATABASE_URL": url, "CITYPLUS_CONTEXT_AUTH": "none",
+           "CITYPLUS_VAR_DIR": str(workdir), "CITYPLUS_SECRET_KEY": "bench-secret-key-" + "x" * 40}
+    log = (workdir / log_name).open("w")
+    server = subprocess.Popen([sys.executable, "-m", "cityplus", "serve", "--workers", str(workers), "--port",
+                               str(port)], env=env, stdout=log, stderr=log, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=2).read()
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"server did not start; see {workdir / log_name}") from None
+                time.sleep(0.5)
+        yield server, base
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -597,24 +604,9 @@ def rss_test(be: Backend, workdir: Path, n: int, batch: int) -> dict[str, Any]:
     load_kib, load_s = (float(x) for x in loader.stdout.split())
     if be.kind == "postgres":
         be.analyze(url)
-    port = _free_port()
-    env = {**os.environ, "CITYPLUS_DATABASE_URL": url, "CITYPLUS_CONTEXT_AUTH": "none",
-           "CITYPLUS_VAR_DIR": str(workdir), "CITYPLUS_SECRET_KEY": "bench-secret-key-" + "x" * 40}
-    log = (workdir / "serve-rss.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "cityplus", "serve", "--port", str(port)], env=env,
-                              stdout=log, stderr=log, start_new_session=True)
-    base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
     timings: dict[str, float] = {}
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"server did not start; see {workdir / 'serve-rss.log'}") from None
-                time.sleep(0.5)
+    with _server(url, workdir, 1, "serve-rss.log") as (server, root):
+        base = root + "/ngsi-ld/v1"
         idle_kib = _vm(server.pid, "VmRSS")
         queries = {"q": Q_PARAMS, "geo": GEO_PARAMS, "count": {**Q_PARAMS, "count": "true"},
                    "count all": {"type": "AirQualityObserved", "count": "true", "limit": "0"},
@@ -622,19 +614,12 @@ def rss_test(be: Backend, workdir: Path, n: int, batch: int) -> dict[str, Any]:
         for name, params in [*queries.items(), ("types", None)]:
             url_q = f"{base}/types?details=true" if params is None else \
                 f"{base}/entities?{urllib.parse.urlencode(params)}"
+            times = 1 if name in ("types", "count all", "offset n/2") else 20
             t0 = time.perf_counter()
-            for _ in range(1 if name in ("types", "count all", "offset n/2") else 20):
+            for _ in range(times):
                 urllib.request.urlopen(url_q, timeout=3600).read()
-            timings[name] = (time.perf_counter() - t0) * 1000 / (1 if name in ("types", "count all", "offset n/2")
-                                                                else 20)
+            timings[name] = (time.perf_counter() - t0) * 1000 / times
         peak_kib = _vm(server.pid, "VmHWM")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
     size = be.size(url)
     be.drop(url)
     return {"n": n, "load_s": load_s, "loader_peak_mib": load_kib / 1024, "server_idle_mib": idle_kib / 1024,
