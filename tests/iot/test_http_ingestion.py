@@ -60,6 +60,9 @@ async def test_timestamps_groups_duplicates_and_order(client, operator) -> None:
     assert e["temperature"]["value"] == 25 and e["temperature"]["observedAt"] == "2026-11-24T10:00:00.000Z"
     r = await client.post("/iot/d", params={**params, "t": "2026-11-24T10:00:00Z"}, content=b"t|25")
     assert r.json()["duplicates"] == 1
+    # timestamps identify measurements at their full precision (observedAt shows milliseconds)
+    r = await client.post("/iot/d", params=params, content=b"2026-11-24T10:00:00.000001Z|t|26")
+    assert r.json() == {"applied": 1, "duplicates": 0, "stale": 0}
 
 
 async def test_json_measures_location_and_explicit_attrs(client, operator) -> None:  # type: ignore[no-untyped-def]

@@ -197,12 +197,14 @@ def _parse(msg: Message, device: Device, group: ServiceGroup | None) -> list[pay
     return payloads.parse_ultralight(msg.payload) if msg.fmt == "ul" else payloads.parse_json(msg.payload)
 
 
-def _receipt_key(msg: Message, g: payloads.MeasureGroup, index: int, count: int) -> str | None:
-    """Device + timestamp (or message id) identifies a measurement; None: not identifiable, never de-duplicated."""
+def _receipt_key(msg: Message, g: payloads.MeasureGroup, base_time: datetime | None, index: int, count: int
+                 ) -> str | None:
+    """Device + timestamp (or message id) identifies a measurement; None: not identifiable, never de-duplicated.
+    Timestamps keep their full precision here (observedAt shows milliseconds)."""
     if g.timestamp is not None:
-        key = "t:" + iso(g.timestamp)
-    elif msg.timestamp is not None:
-        key = f"t:{msg.timestamp}#{index}" if count > 1 else "t:" + msg.timestamp
+        key = "t:" + g.timestamp.isoformat()
+    elif base_time is not None:
+        key = f"t:{base_time.isoformat()}#{index}" if count > 1 else "t:" + base_time.isoformat()
     elif msg.message_id is not None:
         key = f"m:{msg.message_id}#{index}" if count > 1 else "m:" + msg.message_id
     else:
@@ -224,11 +226,9 @@ def _first_receipt(session: Session, device_pk: int, key: str, now: datetime) ->
 def _apply(session: Session, msg: Message, device: Device, profile: Profile, groups: list[payloads.MeasureGroup],
            received: datetime, active: jsonld.ActiveContext, outcome: Outcome) -> None:
     base_time = payloads.parse_timestamp(msg.timestamp, "t") if msg.timestamp is not None else None
-    if base_time is not None:
-        msg.timestamp = iso(base_time)
     statics = static_attributes(profile)
     for index, g in enumerate(groups):
-        key = _receipt_key(msg, g, index, len(groups))
+        key = _receipt_key(msg, g, base_time, index, len(groups))
         if key is not None and not _first_receipt(session, device.id, key, received):
             outcome.duplicates += 1
             continue
