@@ -283,9 +283,10 @@ def _seen(session: Session, device: Device, now: datetime, grace: timedelta) -> 
     if device.last_seen_at is not None:
         gap = max(0.0, (now - device.last_seen_at).total_seconds())
         mean = gap if mean is None else 0.8 * mean + 0.2 * gap  # EWMA: the recent rate, steady against jitter
-    session.execute(update(Device).where(Device.id == device.id).values(
-        message_count=Device.message_count + 1, last_seen_at=now, status="online", offline_at=now + grace,
-        mean_interval=mean))
+    # Set on the object (the next flush writes one UPDATE; later messages of a batch see the new state), with the
+    # count as an SQL increment so concurrent writers (HTTP workers) never lose one.
+    device.message_count = Device.message_count + 1  # type: ignore[assignment]
+    device.last_seen_at, device.status, device.offline_at, device.mean_interval = now, "online", now + grace, mean
 
 
 def delete_receipts_before(session: Session, cutoff: datetime) -> int:
