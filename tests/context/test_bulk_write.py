@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from cityplus.modules.context import query as qmod
 from cityplus.modules.context import query_sql, service, store
 from cityplus.modules.context.errors import AlreadyExists
 from cityplus.modules.context.models import ContextEntity, ContextEntityType, attr_index, geo_index
@@ -212,3 +213,22 @@ async def test_language_property_null_deletes_it(client, make_user, token_for) -
     assert r.status_code == 204, r.text
     doc = (await client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Street:1", headers=h)).json()
     assert "street" not in doc and doc["lanes"]["value"] == 6
+
+
+def test_large_batches_take_the_bulk_paths(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Batches above store.COPY_MIN_ROWS (COPY on PostgreSQL, pks from the sequence) store exactly what small ones
+    do: same index rows, same query answers, and later single writes keep working on those rows."""
+    n = store.COPY_MIN_ROWS * 3
+    with ctx.db.session() as s:
+        res = service.batch_write(s, None, "upsert", [entity(i, pm25=float(i), district="锦江区" if i % 3 else "武侯区")
+                                                      for i in range(n)])
+        assert res.created == [f"urn:ngsi-ld:AQ:{i}" for i in range(n)]
+    with ctx.db.session() as s:
+        assert_index_consistent(s)
+        node = qmod.parse_q('pm25>=100;district=="武侯区"', lambda name: NS + name)
+        page, total = service.query_entities(s, None, service.EntityQuery(q=node, limit=1000, count=True))
+        assert total == len([i for i in range(100, n) if i % 3 == 0]) == len(page)
+        service.update_attrs(s, None, "urn:ngsi-ld:AQ:0", {NS + "pm25": {"type": "Property", "value": 500}})
+        service.create_entity(s, None, entity(n + 1))  # the sequence moved past the COPYed pks
+    with ctx.db.session() as s:
+        assert_index_consistent(s)

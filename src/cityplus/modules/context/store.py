@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -33,6 +33,7 @@ ENTITIES = ContextEntity.__table__
 TYPES = ContextEntityType.__table__
 IN_CHUNK = 500  # ids per IN (...) list: well under SQLite's and PostgreSQL's parameter limits
 ATTR_LEN = 512  # context_attr_index.attr / context_geo_index.attr hold this many characters
+COPY_MIN_ROWS = 50  # PostgreSQL: from this many rows on, index rows are written with COPY
 
 
 @dataclass
@@ -130,7 +131,16 @@ def save(session: Session, tenant_id: int, rows: Sequence[Row]) -> None:
     now = utcnow()
     new = [r for r in rows if r.pk is None]
     old = [r for r in rows if r.pk is not None and r.dirty]
-    if new:
+    if new and session.get_bind().dialect.name == "postgresql" and len(new) >= COPY_MIN_ROWS:
+        # Take the pks from the sequence first, then COPY the rows with them.
+        pks = session.scalars(text("SELECT nextval(pg_get_serial_sequence('context_entities', 'pk')) "
+                                   "FROM generate_series(1, :n)"), {"n": len(new)}).all()
+        for r, pk in zip(new, pks, strict=True):
+            r.pk, r.created_at, r.modified_at = pk, now, now
+        _insert_many(session, ENTITIES, ("pk", "tenant_id", "entity_id", "types", "scopes", "attrs", "created_at",
+                                         "modified_at"),
+                     [(r.pk, tenant_id, r.entity_id, r.types, r.scopes, r.attrs, now, now) for r in new])
+    elif new:
         result = session.execute(
             insert(ENTITIES).returning(ENTITIES.c.pk, sort_by_parameter_order=True),
             [{"tenant_id": tenant_id, "entity_id": r.entity_id, "types": r.types, "scopes": r.scopes,
@@ -169,7 +179,7 @@ def save(session: Session, tenant_id: int, rows: Sequence[Row]) -> None:
 
 
 def _insert_many(session: Session, table: Table, cols: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-    """INSERT rows (tuples in `cols` order) with one driver-level executemany.
+    """INSERT rows (tuples in `cols` order) with one driver-level executemany (COPY on PostgreSQL).
 
     Index rows come by the ten thousand per batch; SQLAlchemy's per-row parameter compilation cost more than the
     database's work. Values still go through each column type's bind processor for the dialect.
@@ -203,6 +213,15 @@ def _insert_many(session: Session, table: Table, cols: Sequence[str], rows: list
                 values[i] = out
             converted.append(tuple(values))
         rows = converted
+    if dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
+        # COPY moves thousands of rows several times faster than an executemany of INSERTs.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cur, cur.copy(
+                f"COPY {quote(table.name)} ({', '.join(quote(c) for c in cols)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
     conn.exec_driver_sql(sql, rows)
 
 
