@@ -362,8 +362,15 @@ def _sqlite_raw_schema(conn: sqlite3.Connection) -> None:
 
 
 def _pg_raw_schema(conn: Any) -> None:
+    """Copy our tables as raw_*: columns, defaults, indexes (LIKE … INCLUDING ALL), then the foreign keys, which
+    LIKE does not copy (each type and geo-index row is checked against its entity, as ours are)."""
     for t in TABLES:
         conn.execute(f"CREATE TABLE {t.replace('context_', 'raw_')} (LIKE {t} INCLUDING ALL)")
+    fks = conn.execute("SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint "
+                       "WHERE contype = 'f' AND conrelid::regclass::text = ANY(%s)", (TABLES,)).fetchall()
+    for table, definition in fks:
+        conn.execute(f"ALTER TABLE {table.replace('context_', 'raw_')} ADD "
+                     f"{re.sub(r'REFERENCES context_', 'REFERENCES raw_', definition)}")
     conn.execute("INSERT INTO raw_tenants (id, name, created_at) VALUES (1, '', now())")
     conn.commit()
 
