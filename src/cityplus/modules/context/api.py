@@ -60,7 +60,7 @@ def router() -> APIRouter:
         rt = runtime(get_ctx(request))
         limit = http.int_param(request, "limit", rt.settings.default_limit, minimum=0)
         offset = http.int_param(request, "offset", 0)
-        count = _flag(request, "count")
+        count = http.bool_param(request, "count")
         http.options(request)  # invalid options/format: 400 before anything is looked up
         service.check_limit(limit, rt.settings.max_limit)
         attrs = attrs_param(request, ld)
@@ -273,15 +273,6 @@ def check_attr_name(attr: str) -> None:
         raise BadRequestData(f"{attr!r} is not an attribute name")
     if attr.startswith("@") or not NAME_RE.match(attr):
         raise BadRequestData(f"invalid attribute name {attr[:80]!r}")
-
-
-def _flag(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return False
-    if raw not in ("true", "false"):
-        raise BadRequestData(f"{name} must be true or false, not {raw[:20]!r}")
-    return raw == "true"
 
 
 def _check_geometry_property(request: Request, ld: http.LdRequest) -> None:

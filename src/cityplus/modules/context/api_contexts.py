@@ -162,15 +162,6 @@ def invalidate_after_commit(session: Session, resolver: jsonld.ContextResolver, 
     event.listen(session, "after_commit", lambda _s: resolver.invalidate(url), once=True)
 
 
-def _flag(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return False
-    if raw not in ("true", "false"):
-        raise BadRequestData(f"{name} must be true or false, not {raw!r}")
-    return raw == "true"
-
-
 # --- routes ----------------------------------------------------------------------------------------------------
 
 
@@ -189,7 +180,7 @@ def router() -> APIRouter:
     @r.get(PATH, operation_id="ngsild_list_jsonld_contexts")
     def list_contexts(request: Request, principal: Reader, session: DbSession) -> Response:
         """The known @contexts: their URLs, or details objects with details=true; `kind` filters."""
-        details = _flag(request, "details")
+        details = http.bool_param(request, "details")
         raw_kind = request.query_params.get("kind")
         kind = KINDS.get(raw_kind.lower()) if raw_kind is not None else None
         if raw_kind is not None and kind is None:
@@ -202,7 +193,7 @@ def router() -> APIRouter:
     @r.get(PATH + "/{context_id:path}", operation_id="ngsild_get_jsonld_context")
     def get_context(context_id: str, request: Request, principal: Reader, session: DbSession) -> Response:
         """A hosted @context document, or any known context's details object with details=true."""
-        details = _flag(request, "details")
+        details = http.bool_param(request, "details")
         media = http.negotiate(request)
         info, row = find(session, request, context_id)
         if details:
@@ -215,7 +206,7 @@ def router() -> APIRouter:
     @r.delete(PATH + "/{context_id:path}", status_code=204, operation_id="ngsild_delete_jsonld_context")
     def delete_context(context_id: str, request: Request, principal: Writer, session: DbSession) -> Response:
         """Delete a hosted @context or drop a cached copy; reload=true re-downloads a cached one instead."""
-        reload = _flag(request, "reload")
+        reload = http.bool_param(request, "reload")
         resolver = runtime(get_ctx(request)).resolver
         info, row = find(session, request, context_id)
         if info.origin == "core":

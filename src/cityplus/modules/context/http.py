@@ -190,6 +190,16 @@ def ld_response(content: Any, ld: LdRequest, status: int = 200, headers: dict[st
                         headers={**link_header(ld), **tenant_header(ld), **(headers or {})})
 
 
+def bool_param(request: Request, name: str) -> bool:
+    """A true/false URL parameter (absent: false); anything else is 400 naming the parameter."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw not in ("true", "false"):
+        raise BadRequestData(f"{name} must be true or false, not {raw[:20]!r}")
+    return raw == "true"
+
+
 def int_param(request: Request, name: str, default: int, *, minimum: int = 0) -> int:
     raw = request.query_params.get(name)
     if raw is None:
