@@ -232,3 +232,12 @@ def test_large_batches_take_the_bulk_paths(ctx) -> None:  # type: ignore[no-unty
         service.create_entity(s, None, entity(n + 1))  # the sequence moved past the COPYed pks
     with ctx.db.session() as s:
         assert_index_consistent(s)
+
+
+async def test_nan_and_infinity_are_not_json(client, make_user, token_for) -> None:  # type: ignore[no-untyped-def]
+    h = {**token_for(make_user("department_staff", org="hbj")), "Content-Type": "application/json"}
+    for number in ("NaN", "Infinity", "-Infinity"):
+        body = '{"id": "urn:ngsi-ld:AQ:1", "type": "AirQualityObserved", "pm25": {"type": "Property", "value": %s}}'
+        r = await client.post("/ngsi-ld/v1/entities", headers=h, content=body % number)
+        assert r.status_code == 400, r.text
+        assert r.json()["type"].endswith("InvalidRequest") and number in r.json()["detail"]

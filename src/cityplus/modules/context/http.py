@@ -29,6 +29,11 @@ def tenant_of(request: Request) -> str | None:
     return request.headers.get(TENANT_HEADER)
 
 
+def _no_constant(name: str) -> Any:
+    """json.loads accepts NaN, Infinity and -Infinity; RFC 8259 JSON has no such numbers."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 async def read_body(request: Request, *, merge_patch: bool = False) -> tuple[Any, str]:
     """The JSON body and its media type; 415 for other content types, 400 InvalidRequest for bad JSON."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -37,8 +42,10 @@ async def read_body(request: Request, *, merge_patch: bool = False) -> tuple[Any
         raise UnsupportedMediaType(f"Content-Type must be one of {', '.join(sorted(allowed))}, not {ctype or 'none'}")
     raw = await request.body()
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    except ValueError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
     return body, ctype
 
