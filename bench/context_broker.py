@@ -169,8 +169,9 @@ class Backend:
             self.made.remove(dbname)
 
     def analyze(self, url: str) -> None:
-        """VACUUM ANALYZE a PostgreSQL database after a bulk load: what autovacuum does a little later on its own
-        (planner statistics, and the visibility map that index-only scans need)."""
+        """VACUUM ANALYZE a PostgreSQL database after a bulk load: what a default autovacuum does a little later on
+        its own (planner statistics, and the visibility map that index-only scans need). These machines run
+        PostgreSQL with autovacuum off."""
         import psycopg
 
         dbname = url.rsplit("/", 1)[1]
