@@ -13,9 +13,9 @@ from fastapi.routing import APIRoute
 from cityplus.api.deps import DbSession, Principal, RequireScope, get_ctx, resolve_principal
 from cityplus.core.audit import Actor
 from cityplus.core.errors import DomainError
-from cityplus.modules.context import http, jsonld, params, service
+from cityplus.modules.context import http, params, service
 from cityplus.modules.context.errors import BadRequestData
-from cityplus.modules.context.normalize import is_uri, normalize_entity
+from cityplus.modules.context.normalize import is_uri
 from cityplus.modules.context.runtime import runtime
 
 PREFIX = "/ngsi-ld/v1"
@@ -92,12 +92,7 @@ def expand_entity(raw: Any, ld: http.LdRequest, *, require_id: bool = True, requ
                    ) -> dict[str, Any]:
     if isinstance(raw, dict):
         raw = {k: v for k, v in raw.items() if k != "@context"}
-    entity = normalize_entity(raw, require_id=require_id, require_type=require_type)
-    expanded = jsonld.expand_entity(entity, ld.active)
-    if "type" in entity:
-        types = expanded["type"]
-        expanded["type"] = types if isinstance(types, list) else [types]
-    return expanded
+    return service.expand_compact(raw, ld.active, require_id=require_id, require_type=require_type)
 
 
 def open_types(request: Request, ld: http.LdRequest) -> set[str] | None:

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from cityplus.core.db import utcnow
 from cityplus.modules.context import geo as geomod
+from cityplus.modules.context import jsonld, query_sql, store
 from cityplus.modules.context import query as qmod
-from cityplus.modules.context import query_sql, store
 from cityplus.modules.context.errors import (
     AlreadyExists,
     BadRequestData,
@@ -31,7 +31,7 @@ from cityplus.modules.context.errors import (
     TooManyResults,
 )
 from cityplus.modules.context.models import ContextEntity, ContextEntityType, ContextTenant, attr_index, geo_index
-from cityplus.modules.context.normalize import MEMBERS, SYSTEM, is_null, without_nulls
+from cityplus.modules.context.normalize import MEMBERS, SYSTEM, is_null, normalize_entity, without_nulls
 
 SCAN_BATCH = 2000  # most rows read at once when a query is checked in Python
 log = structlog.get_logger("cityplus.context")
@@ -121,6 +121,28 @@ def _load(session: Session, t: ContextTenant, entity_id: str) -> ContextEntity:
     if ent is None:
         raise ResourceNotFound(f"entity {entity_id} not found")
     return ent
+
+
+# --- compact entities (what other modules hold) -----------------------------------------------------------
+
+
+def core_context(ctx: Any) -> jsonld.ActiveContext:
+    """The NGSI-LD core @context as resolved once per application (built in, no network)."""
+    from cityplus.modules.context.runtime import runtime
+
+    return runtime(ctx).resolver.core()
+
+
+def expand_compact(entity: Any, active: jsonld.ActiveContext, *, require_id: bool = True,
+                   require_type: bool = True) -> dict[str, Any]:
+    """Validate a compact normalized entity (or fragment) and expand its terms with `active`: the form every
+    function of this module takes. Types come back as a list. BadRequestData names what is wrong."""
+    normalized = normalize_entity(entity, require_id=require_id, require_type=require_type)
+    expanded = jsonld.expand_entity(normalized, active)
+    if "type" in normalized:
+        types = expanded["type"]
+        expanded["type"] = types if isinstance(types, list) else [types]
+    return expanded
 
 
 # --- operations on rows (in memory; store.save writes them) ----------------------------------------------

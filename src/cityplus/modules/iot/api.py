@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from cityplus import __version__
 from cityplus.api.deps import PUBLIC_ROUTE, DbSession, Scoped, get_ctx
-from cityplus.modules.context.runtime import runtime as context_runtime
+from cityplus.modules.context import service as context_service
 from cityplus.modules.iot import commands, service
 from cityplus.modules.iot.errors import UnsupportedContentType, WrongSyntax
 from cityplus.modules.iot.models import Command
@@ -156,7 +156,7 @@ def router() -> APIRouter:
             raise WrongSyntax('the body is {"value": <the command\'s value>}')
         ctx = get_ctx(request)
         row = commands.send(session, runtime(ctx), principal.actor, tenant, device_id, name, body.get("value"),
-                            context_runtime(ctx).resolver.core())
+                            context_service.core_context(ctx))
         return command_document(row)
 
     @r.get("/devices/{device_id}/commands", operation_id="iot_list_commands")

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from cityplus.api.deps import DbSession, PublicAccess, get_ctx
 from cityplus.api.problems import problem
-from cityplus.modules.context.runtime import runtime as context_runtime
+from cityplus.modules.context import service as context_service
 from cityplus.modules.iot import commands
 from cityplus.modules.iot.errors import DeviceNotFound, IotError, UnsupportedContentType, WrongSyntax
 from cityplus.modules.iot.ingest import Message, ingest
@@ -57,7 +57,7 @@ def _failed(request: Request, e: IotError, reason: str | None) -> Response:
 
 def _run(request: Request, session: Any, msg: Message, get_cmd: bool = False) -> Response:
     ctx = get_ctx(request)
-    active = context_runtime(ctx).resolver.core()
+    active = context_service.core_context(ctx)
     if msg.payload or not get_cmd:
         outcome = ingest(session, runtime(ctx), msg, active)
         if outcome.error is not None:
@@ -79,7 +79,7 @@ def _run(request: Request, session: Any, msg: Message, get_cmd: bool = False) ->
 
 def _results(request: Request, session: Any, msg: Message) -> Response:
     ctx = get_ctx(request)
-    count, error = commands.apply_results(session, runtime(ctx), msg, context_runtime(ctx).resolver.core())
+    count, error = commands.apply_results(session, runtime(ctx), msg, context_service.core_context(ctx))
     if error is not None:
         return _failed(request, error, "command_result")
     return JSONResponse({"results": count})

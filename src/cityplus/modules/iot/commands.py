@@ -22,7 +22,7 @@ from cityplus.core.errors import DomainError
 from cityplus.modules.context import jsonld
 from cityplus.modules.context import service as context
 from cityplus.modules.iot.errors import CommandNotFound, IotError, MalformedPayload, Rejected
-from cityplus.modules.iot.ingest import Message, dead_letter, expand, resolve
+from cityplus.modules.iot.ingest import Message, dead_letter, resolve
 from cityplus.modules.iot.mapping import Profile
 from cityplus.modules.iot.models import Command, Device, ServiceGroup
 from cityplus.modules.iot.service import get_device, tenant_group
@@ -53,7 +53,7 @@ def encode(device: Device, fmt: str, name: str, value: Any) -> str:
 
 
 def _entity_update(session: Session, device: Device, attrs: dict[str, Any], active: jsonld.ActiveContext) -> None:
-    entity = expand({"id": device.entity_name, "type": device.entity_type, **attrs}, active)
+    entity = context.expand_compact({"id": device.entity_name, "type": device.entity_type, **attrs}, active)
     context.upsert_entity(session, device.tenant or None, entity, replace=False)
 
 

@@ -24,7 +24,6 @@ from cityplus.core.db import utcnow
 from cityplus.core.errors import DomainError
 from cityplus.modules.context import jsonld
 from cityplus.modules.context import service as context
-from cityplus.modules.context.normalize import normalize_entity
 from cityplus.modules.iot import payloads
 from cityplus.modules.iot.errors import (
     DeviceNotFound,
@@ -236,19 +235,11 @@ def _apply(session: Session, msg: Message, device: Device, profile: Profile, gro
         fragment = measures_fragment(profile, g.values, observed)
         if not fragment and not statics:
             continue
-        entity = expand({"id": profile.entity_id, "type": profile.entity_type, **statics, **fragment}, active)
+        entity = context.expand_compact(
+            {"id": profile.entity_id, "type": profile.entity_type, **statics, **fragment}, active)
         outcome.stale += _drop_stale(session, profile, entity)
         context.upsert_entity(session, profile.tenant or None, entity, replace=False)
         outcome.applied += 1
-
-
-def expand(compact: dict[str, Any], active: jsonld.ActiveContext) -> dict[str, Any]:
-    """Validate a compact normalized entity and term-expand it with the broker's own helpers (core @context)."""
-    entity = normalize_entity(compact)
-    expanded = jsonld.expand_entity(entity, active)
-    types = expanded["type"]
-    expanded["type"] = types if isinstance(types, list) else [types]
-    return expanded
 
 
 def _drop_stale(session: Session, profile: Profile, entity: dict[str, Any]) -> int:

@@ -206,9 +206,9 @@ class MqttGateway:
 
     def _apply(self, batch: list[mqtt.MQTTMessage]) -> None:
         ctx = self.rt.ctx
-        from cityplus.modules.context.runtime import runtime as context_runtime
+        from cityplus.modules.context import service as context_service
 
-        active = context_runtime(ctx).resolver.core()
+        active = context_service.core_context(ctx)
         with ctx.db.session() as session:
             for raw in batch:
                 topic = parse_topic(raw.topic)
