@@ -174,22 +174,27 @@ def update_group(session: Session, actor: Actor, tenant: str, resource: str, api
         row.resource, row.apikey = new_key
     if "entity_type" in given or "type" in given:
         row.entity_type = patch.entity_type or patch.type
-    for field, column in (("explicitAttrs", "explicit_attrs"), ("autoprovision", "autoprovision")):
-        if field in given:
-            setattr(row, column, bool(getattr(patch, field)) if field == "explicitAttrs" else
-                    (True if patch.autoprovision is None else patch.autoprovision))
+    if "explicitAttrs" in given:
+        row.explicit_attrs = bool(patch.explicitAttrs)
+    if "autoprovision" in given:
+        row.autoprovision = True if patch.autoprovision is None else patch.autoprovision
     for field in ("timestamp", "expected_interval", "internal_attributes"):
         if field in given:
             setattr(row, field, getattr(patch, field))
-    for field in ("attributes", "lazy", "commands", "static_attributes"):
-        if field in given:
-            setattr(row, field, _dump(getattr(patch, field)))
-    row.options = {**row.options, **_options(patch, GROUP_OPTIONS)}
-    row.modified_at = utcnow()
+    _patch_mappings(row, patch, given, GROUP_OPTIONS)
     session.flush()
     audit.append(session, actor, "iot.group_update", "iot_service_group", row.id,
                  {"tenant": tenant, "fields": sorted(given)})
     return row
+
+
+def _patch_mappings(row: Any, patch: Any, given: set[str], option_names: tuple[str, ...]) -> None:
+    """What a service-group and a device patch share: the mapping lists, the options, the modification time."""
+    for field in ("attributes", "lazy", "commands", "static_attributes"):
+        if field in given:
+            setattr(row, field, _dump(getattr(patch, field)))
+    row.options = {**row.options, **_options(patch, option_names)}
+    row.modified_at = utcnow()
 
 
 def delete_group(session: Session, actor: Actor, tenant: str, resource: str, apikey: str, *,
@@ -344,11 +349,7 @@ def update_device(session: Session, actor: Actor, tenant: str, device_id: str, p
                           ("transport", "transport"), ("internal_attributes", "internal_attributes")):
         if field in given:
             setattr(row, column, getattr(patch, field))
-    for field in ("attributes", "lazy", "commands", "static_attributes"):
-        if field in given:
-            setattr(row, field, _dump(getattr(patch, field)))
-    row.options = {**row.options, **_options(patch, DEVICE_OPTIONS)}
-    row.modified_at = utcnow()
+    _patch_mappings(row, patch, given, DEVICE_OPTIONS)
     session.flush()
     audit.append(session, actor, "iot.device_update", "iot_device", row.id,
                  {"tenant": tenant, "device_id": device_id, "fields": sorted(given)})
