@@ -10,6 +10,7 @@ import functools
 import math
 from collections.abc import Callable
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -273,7 +274,7 @@ class _Hidden:
     """Stands in for an index table alias in _literal_cond: its value columns are wrapped in NoIndex."""
 
     def __init__(self, idx: Any) -> None:
-        self.c = type("Columns", (), {name: NoIndex(idx.c[name]) for name in ("num", "text", "bool", "ts", "obj")})()
+        self.c = SimpleNamespace(**{name: NoIndex(idx.c[name]) for name in ("num", "text", "bool", "ts", "obj")})
 
 
 def _term_cond(node: Comparison | Exists, index_table: Table) -> Callable[[Any], Any] | None:

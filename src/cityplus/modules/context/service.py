@@ -403,17 +403,10 @@ def batch(session: Session, items: Sequence[tuple[str, Callable[[Session], None]
 def upsert_entity(session: Session, tenant_name: str | None, entity: dict[str, Any], *, replace: bool) -> bool:
     """Create, or update an existing entity (replace its attributes, or append/overwrite them); True if created."""
     t = tenant(session, tenant_name, create=True)
-    row = store.load(session, t.id, [entity["id"]]).get(entity["id"])
-    now = stamp()
-    if row is None:
-        store.save(session, t.id, [_new(entity, now)])
-        return True
-    if replace:
-        _replace(row, entity, now)
-    else:
-        _append(row, entity, now, no_overwrite=False)
-    store.save(session, t.id, [row])
-    return False
+    res = _batch_set_based(session, t, "upsert" if replace else "upsert_update", [entity])
+    if res.errors:
+        raise res.errors[0][1]
+    return bool(res.created)
 
 
 def batch_write(session: Session, tenant_name: str | None, op: str, entities: Sequence[dict[str, Any]]
