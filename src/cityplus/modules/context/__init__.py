@@ -40,6 +40,24 @@ async def _start(ctx):  # type: ignore[no-untyped-def]
     await start(ctx)
 
 
+async def _stop(ctx):  # type: ignore[no-untyped-def]
+    from cityplus.modules.context.runtime import stop
+
+    await stop(ctx)
+
+
+def _subscriptions():  # type: ignore[no-untyped-def]
+    from cityplus.modules.context.api_subscriptions import router
+
+    return router()
+
+
+def _temporal():  # type: ignore[no-untyped-def]
+    from cityplus.modules.context.api_temporal import router
+
+    return router()
+
+
 def _usage(session):  # type: ignore[no-untyped-def]
     from sqlalchemy import func, select
 
@@ -58,10 +76,11 @@ MODULE = Module(
         Scope("context.write", {"zh": "写入城市实时实体（NGSI-LD）", "en": "Write the city's live entities (NGSI-LD)"},
               ("department_staff", "department_admin", "platform_admin")),
     ),
-    standard_routers=(_entities, _batch, _discovery, _contexts),
+    standard_routers=(_entities, _batch, _discovery, _contexts, _subscriptions, _temporal),
     migrations_dir=_HERE / "migrations",
     models="cityplus.modules.context.models",
     start=_start,
+    stop=_stop,
     usage=_usage,
     nav=(NavLink("/docs#/ngsi-ld", {"zh": "城市上下文接口（NGSI-LD）", "en": "Context broker API (NGSI-LD)"},
                  area=12),),

@@ -38,5 +38,59 @@ def runtime(ctx: AppContext) -> ContextRuntime:
     return state  # type: ignore[no-any-return]
 
 
+PRUNE_EVERY = 3600.0  # seconds between history retention runs
+
+
+def prune_history(ctx: AppContext) -> int:
+    """Delete history older than its entity type's retention (settings history_retention); rows deleted."""
+    from cityplus.modules.context import temporal
+
+    rt = runtime(ctx)
+    retention = dict(rt.settings.history_retention)
+    if not retention:
+        return 0
+    default = retention.pop("*", None)
+    core = rt.resolver.core()
+    by_type = {core.expand_term(t): days for t, days in retention.items()}
+    with ctx.db.session() as session:
+        return temporal.prune(session, by_type, default)
+
+
+async def _prune_loop(ctx: AppContext) -> None:
+    import asyncio
+
+    import structlog
+
+    log = structlog.get_logger("cityplus.context")
+    while True:
+        try:
+            removed = await asyncio.to_thread(prune_history, ctx)
+            if removed:
+                log.info("context.history_pruned", rows=removed)
+        except Exception as exc:  # the database is down, say: try again next time
+            log.warning("context.history_prune_failed", error=str(exc)[:300])
+        await asyncio.sleep(PRUNE_EVERY)
+
+
 async def start(ctx: AppContext) -> None:
+    import asyncio
+
+    from cityplus.modules.context import notifier
+
     runtime(ctx)
+    await notifier.start(ctx)
+    ctx.module_state["context.prune"] = asyncio.create_task(_prune_loop(ctx), name="cityplus-context-prune")
+
+
+async def stop(ctx: AppContext) -> None:
+    import asyncio
+    import contextlib
+
+    from cityplus.modules.context import notifier
+
+    task = ctx.module_state.pop("context.prune", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    await notifier.stop(ctx)

@@ -281,9 +281,8 @@ def get_entity(session: Session, tenant_name: str | None, entity_id: str) -> Con
 
 
 def delete_entity(session: Session, tenant_name: str | None, entity_id: str) -> None:
-    row = _row(session, tenant(session, tenant_name, create=False), entity_id)
-    assert row.pk is not None
-    store.remove(session, [row.pk])
+    t = tenant(session, tenant_name, create=False)
+    store.remove(session, t.id, [_row(session, t, entity_id)])
 
 
 def replace_entity(session: Session, tenant_name: str | None, entity_id: str, entity: dict[str, Any]) -> None:
@@ -442,7 +441,7 @@ def _batch_set_based(session: Session, t: ContextTenant, op: str, entities: Sequ
     res = BatchResult()
     stored = store.load(session, t.id, [_id_of(e) for e in entities])
     state: dict[str, store.Row | None] = dict(stored)
-    removed: list[int] = []
+    removed: list[store.Row] = []
     now = stamp()
     for e in entities:
         eid = _id_of(e)
@@ -452,7 +451,7 @@ def _batch_set_based(session: Session, t: ContextTenant, op: str, entities: Sequ
                 if current is None:
                     raise ResourceNotFound(f"entity {eid} not found")
                 if current.pk is not None:
-                    removed.append(current.pk)
+                    removed.append(current)
                 state[eid] = None
                 res.success.append(eid)
                 continue
@@ -482,7 +481,7 @@ def _batch_set_based(session: Session, t: ContextTenant, op: str, entities: Sequ
         state[eid] = row
         res.success.append(eid)
     if removed:
-        store.remove(session, removed)
+        store.remove(session, t.id, removed)
     # Rows deleted and created again in one batch are new rows; a created-then-deleted one was never written.
     store.save(session, t.id, [r for r in state.values() if r is not None and (r.dirty or r.pk is None)])
     return res

@@ -24,11 +24,38 @@ class ContextSettings(BaseSettings):
     open_types: list[str] = Field(default_factory=list,
                                   description="Entity types (IRIs or core-context terms) readable anonymously.")
 
+    history: bool = Field(default=True, description="Keep every attribute change in the temporal history.")
+    history_retention: dict[str, float] = Field(
+        default_factory=dict, description='JSON object: entity type (IRI or core term) or "*" -> days of history kept.')
+    max_instances: int = Field(default=10_000, ge=1, le=1_000_000,
+                               description="Most attribute instances one temporal response returns per attribute.")
+    notify_timeout: float = Field(default=5.0, gt=0, le=120,
+                                  description="Seconds to connect to and hear back from a notification receiver.")
+    notify_max_attempts: int = Field(default=8, ge=1, le=100,
+                                     description="Delivery attempts of one notification before it is kept as failed.")
+    notify_backoff: float = Field(default=1.0, gt=0, le=600,
+                                  description="First retry delay in seconds; doubles per attempt (at most 300).")
+    notify_poll: float = Field(default=0.5, gt=0, le=60,
+                               description="Seconds between outbox polls (a process's own writes wake it at once).")
+    notify_concurrency: int = Field(default=32, ge=1, le=1000,
+                                    description="Subscriptions delivered to at the same time by one process.")
+    notify_lease: float = Field(default=60.0, gt=0, le=3600,
+                                description="Seconds a process holds the outbox rows it claimed before others may.")
+
     @field_validator("auth")
     @classmethod
     def _auth(cls, v: str) -> str:
         if v not in ("on", "none"):
             raise ValueError("must be 'on' or 'none'")
+        return v
+
+    @field_validator("history_retention", mode="before")
+    @classmethod
+    def _retention(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = json.loads(v) if v.strip() else {}
+        if isinstance(v, dict) and any(not isinstance(d, int | float) or d <= 0 for d in v.values()):
+            raise ValueError("days of history must be positive numbers")
         return v
 
     @field_validator("preload", mode="before")

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from cityplus.core.db import utcnow
+from cityplus.modules.context import changefeed, query_sql
 from cityplus.modules.context import geo as geomod
-from cityplus.modules.context import query_sql
 from cityplus.modules.context.models import ContextEntity, ContextEntityType, attr_index, geo_index
 
 ENTITIES = ContextEntity.__table__
@@ -56,12 +56,13 @@ class Row:
     created_at: datetime | None = None
     modified_at: datetime | None = None
     stored_geo: frozenset[str] = frozenset()  # attributes with a GeoProperty instance as loaded (geo index rows)
+    loaded: dict[str, Any] | None = None  # the attributes as stored (None: a new row), for change notifications
 
     def copy(self) -> Row:
         """A copy whose changes do not touch this row (attribute values are replaced, never mutated in place)."""
         return Row(self.pk, self.entity_id, list(self.types), None if self.scopes is None else list(self.scopes),
                    dict(self.attrs), None if self.reindex is None else set(self.reindex), self.types_changed,
-                   self.dirty, self.created_at, self.modified_at, self.stored_geo)
+                   self.dirty, self.created_at, self.modified_at, self.stored_geo, self.loaded)
 
     def changed(self, name: str) -> None:
         """Record that attribute `name` changed (its index rows are rewritten on save)."""
@@ -110,8 +111,8 @@ def load(session: Session, tenant_id: int, entity_ids: Iterable[str]) -> dict[st
         else:
             stmt = stmt.where(ENTITIES.c.entity_id.in_(chunk))
         for pk, eid, types, scopes, attrs, created, modified in session.execute(stmt):
-            out[eid] = Row(pk, eid, list(types), scopes, attrs, reindex=set(), created_at=created,
-                           modified_at=modified, stored_geo=_geo_names(attrs))
+            out[eid] = Row(pk, eid, list(types), scopes, dict(attrs), reindex=set(), created_at=created,
+                           modified_at=modified, stored_geo=_geo_names(attrs), loaded=attrs)
     return out
 
 
@@ -184,8 +185,11 @@ def save(session: Session, tenant_id: int, rows: Sequence[Row]) -> None:
     if geo_rows:
         geo_cols = tuple(geo_rows[0])
         _insert_many(session, geo_index, geo_cols, [tuple(g[c] for c in geo_cols) for g in geo_rows])
+    changes = [changefeed.created(r) for r in new] + [changefeed.updated(r) for r in old]
     for r in rows:
         r.reindex, r.types_changed, r.dirty, r.stored_geo = set(), False, False, _geo_names(r.attrs)
+        r.loaded = dict(r.attrs)
+    changefeed.publish(session, tenant_id, changes)
 
 
 def _insert_many(session: Session, table: Table, cols: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -253,9 +257,10 @@ def _drop_index_rows(session: Session, rows: Sequence[Row]) -> None:
         session.execute(delete(TYPES).where(TYPES.c.entity_pk.in_(chunk)))
 
 
-def remove(session: Session, pks: Sequence[int]) -> None:
+def remove(session: Session, tenant_id: int, rows: Sequence[Row]) -> None:
     """Delete entities and all their index rows."""
-    for chunk in _chunks(list(pks)):
+    pks = [r.pk for r in rows if r.pk is not None]
+    for chunk in _chunks(pks):
         for table in (attr_index, geo_index):
             session.execute(delete(table).where(table.c.entity_pk.in_(chunk)))
         session.execute(delete(TYPES).where(TYPES.c.entity_pk.in_(chunk)))
@@ -264,6 +269,7 @@ def remove(session: Session, pks: Sequence[int]) -> None:
         obj = session.identity_map.get(identity_key(ContextEntity, pk))
         if obj is not None:
             session.expunge(obj)
+    changefeed.publish(session, tenant_id, [changefeed.deleted(r) for r in rows])
 
 
 def _expire(session: Session, rows: Sequence[Row]) -> None:

@@ -1,0 +1,77 @@
+"""Two `cityplus serve` processes on one database: every change is notified exactly once per subscription.
+
+Both processes run a notifier over the same outbox; updates are sent to both servers alternately, and the
+receiver (a real local HTTP server) must see each update once, whichever process delivered it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.context.test_subscriptions import Receiver
+from tests.servers import free_port, wait_ready
+
+pytestmark = [pytest.mark.slow]
+JS = {"Content-Type": "application/json"}
+
+
+def test_two_servers_notify_each_change_once(db_url: str, tmp_path: Path) -> None:
+    receiver = Receiver()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYPLUS_")}
+    env.update({"CITYPLUS_DATABASE_URL": db_url, "CITYPLUS_SECRET_KEY": "shared-secret-for-test",
+                "CITYPLUS_VAR_DIR": str(tmp_path / "var"), "CITYPLUS_CONTEXT_AUTH": "none",
+                "CITYPLUS_CONTEXT_NOTIFY_POLL": "0.05"})
+    procs, bases, logs = [], [], []
+    try:
+        subprocess.run([sys.executable, "-m", "cityplus", "db", "upgrade"], cwd=tmp_path, env=env, check=True,
+                       capture_output=True)
+        for i in range(2):
+            port = free_port()
+            log = tmp_path / f"server{i}.log"
+            logs.append(log)
+            with log.open("wb") as out:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "cityplus", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                    cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT))
+            bases.append(f"http://127.0.0.1:{port}")
+        for proc, base, log in zip(procs, bases, logs, strict=True):
+            wait_ready(base, proc, log)
+        with httpx.Client(timeout=10) as http:
+            entity = {"id": "urn:ngsi-ld:ParkingSpot:jj-1", "type": "ParkingSpot",
+                      "free": {"type": "Property", "value": 0}}
+            r = http.post(f"{bases[0]}/ngsi-ld/v1/entities", headers=JS, content=json.dumps(entity))
+            assert r.status_code == 201, r.text
+            sub = {"type": "Subscription", "entities": [{"type": "ParkingSpot"}], "watchedAttributes": ["free"],
+                   "notification": {"endpoint": {"uri": receiver.url}}}
+            r = http.post(f"{bases[1]}/ngsi-ld/v1/subscriptions", headers=JS, content=json.dumps(sub))
+            assert r.status_code == 201, r.text
+            n = 60
+            for v in range(1, n + 1):
+                r = http.patch(f"{bases[v % 2]}/ngsi-ld/v1/entities/urn:ngsi-ld:ParkingSpot:jj-1/attrs",
+                               headers=JS, content=json.dumps({"free": {"type": "Property", "value": v}}))
+                assert r.status_code == 204, r.text
+            deadline = time.monotonic() + 30
+            while len(receiver.received) < n and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)  # a duplicate would arrive now
+        values = sorted(g["body"]["data"][0]["free"]["value"] for g in receiver.received)
+        assert values == list(range(1, n + 1)), values
+        ids = {g["body"]["id"] for g in receiver.received}
+        assert len(ids) == n
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        receiver.close()
