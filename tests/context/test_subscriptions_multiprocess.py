@@ -6,26 +6,33 @@ receiver (a real local HTTP server) must see each update once, whichever process
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import need
 from tests.context.test_subscriptions import Receiver
-from tests.servers import free_port, wait_ready
+from tests.servers import free_port, reachable, wait_ready
 
 pytestmark = [pytest.mark.slow]
 JS = {"Content-Type": "application/json"}
 
 
-def test_two_servers_notify_each_change_once(db_url: str, tmp_path: Path) -> None:
-    receiver = Receiver()
+def test_two_servers_notify_each_change_once(backend: str, db_url: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYPLUS_")}
+    if backend == "postgres":  # the production shape: PostgreSQL and the NATS JetStream event bus
+        need(reachable("127.0.0.1", 4222), "NATS JetStream is not reachable on 127.0.0.1:4222")
+        env.update({"CITYPLUS_BUS_URL": os.environ.get("CITYPLUS_TEST_NATS_URL", "nats://127.0.0.1:4222"),
+                    "CITYPLUS_BUS_STREAM": f"CITYPLUS_S{uuid.uuid4().hex[:10].upper()}"})
+    receiver = Receiver()
     env.update({"CITYPLUS_DATABASE_URL": db_url, "CITYPLUS_SECRET_KEY": "shared-secret-for-test",
                 "CITYPLUS_VAR_DIR": str(tmp_path / "var"), "CITYPLUS_CONTEXT_AUTH": "none",
                 "CITYPLUS_CONTEXT_NOTIFY_POLL": "0.05"})
@@ -75,3 +82,7 @@ def test_two_servers_notify_each_change_once(db_url: str, tmp_path: Path) -> Non
             except subprocess.TimeoutExpired:
                 proc.kill()
         receiver.close()
+        if "CITYPLUS_BUS_STREAM" in env:
+            from tests.core.test_multiprocess_servers import _delete_stream
+
+            asyncio.run(_delete_stream(env["CITYPLUS_BUS_STREAM"]))
