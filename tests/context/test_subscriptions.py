@@ -405,3 +405,32 @@ async def test_many_subscriptions_are_matched_through_the_index(ctx, receiver) -
                                                             [service.expand_compact(station(11), active)["type"][0]],
                                                             None, {}, {}, set())))) == 1
         assert session.query(ContextNotification).count() == 1
+
+
+async def test_other_modules_can_listen_to_changes(ctx) -> None:  # type: ignore[no-untyped-def]
+    """changefeed.listen: a module sees every write's changes inside the write's transaction."""
+    from cityplus.modules.context import changefeed, service
+
+    seen: list[tuple[str, str, set[str]]] = []
+
+    def listener(_session, _tenant_id, changes) -> None:  # type: ignore[no-untyped-def]
+        seen.extend((c.kind, c.entity_id, set(c.changed)) for c in changes)
+
+    changefeed.listen(listener)
+    try:
+        active = service.core_context(ctx)
+        with ctx.db.session() as session:
+            service.upsert_entity(session, None, service.expand_compact(station(12), active), replace=True)
+        with ctx.db.session() as session:
+            service.update_attrs(session, None, "urn:ngsi-ld:AirQualityObserved:cd-012",
+                                 service.expand_compact({"pm25": {"type": "Property", "value": 1}}, active,
+                                                        require_id=False, require_type=False))
+        with ctx.db.session() as session:
+            service.delete_entity(session, None, "urn:ngsi-ld:AirQualityObserved:cd-012")
+    finally:
+        changefeed.unlisten(listener)
+    pm25 = service.core_context(ctx).expand_term("pm25")
+    assert [(k, e) for k, e, _ in seen] == [("created", "urn:ngsi-ld:AirQualityObserved:cd-012"),
+                                           ("updated", "urn:ngsi-ld:AirQualityObserved:cd-012"),
+                                           ("deleted", "urn:ngsi-ld:AirQualityObserved:cd-012")]
+    assert seen[1][2] == {pm25}

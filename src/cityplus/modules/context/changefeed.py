@@ -8,6 +8,7 @@ and delivery.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,25 @@ def deleted(row: Row) -> Change:
                   created_at=row.created_at, modified_at=row.modified_at)
 
 
+Listener = Callable[[Session, int, list[Change]], None]
+_LISTENERS: list[Listener] = []
+
+
+def listen(listener: Listener) -> None:
+    """Register `listener(session, tenant_id, changes)` to run inside every entity write's transaction.
+
+    For other modules that must react to entity changes atomically (e.g. the device gateway turning a written
+    command attribute into a command). A listener must be quick, must not commit, and may raise to refuse the
+    write. Registering the same function twice has no effect."""
+    if listener not in _LISTENERS:
+        _LISTENERS.append(listener)
+
+
+def unlisten(listener: Listener) -> None:
+    if listener in _LISTENERS:
+        _LISTENERS.remove(listener)
+
+
 def publish(session: Session, tenant_id: int, changes: list[Change]) -> None:
     """Hand the changes of one write to the module's consumers, in the writing transaction."""
     if not changes:
@@ -77,3 +97,5 @@ def publish(session: Session, tenant_id: int, changes: list[Change]) -> None:
 
     temporal.record(session, tenant_id, changes, enabled=get_context_settings().history)
     subscriptions.capture(session, tenant_id, changes)
+    for listener in list(_LISTENERS):
+        listener(session, tenant_id, changes)
