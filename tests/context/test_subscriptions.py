@@ -128,11 +128,11 @@ async def test_create_read_list_update_delete(client, writer, receiver) -> None:
     assert r.status_code == 201, r.text
     assert r.headers["location"] == f"{SUBS}/urn:ngsi-ld:Subscription:s1"
     doc = (await client.get(f"{SUBS}/urn:ngsi-ld:Subscription:s1", headers=writer)).json()
-    assert doc["status"] == "active" and doc["isActive"] is True
+    assert doc["status"] == "active" and "isActive" not in doc  # given: shown; not given: active by default
     assert doc["entities"] == [{"type": "AirQualityObserved"}] and doc["watchedAttributes"] == ["pm25"]
     assert doc["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
     assert doc["q"] == "pm25>50" and doc["throttling"] == 2 and doc["subscriptionName"] == "PM2.5 超标"
-    assert doc["notification"]["timesSent"] == 0 and doc["notification"]["format"] == "normalized"
+    assert "timesSent" not in doc["notification"] and doc["notification"]["format"] == "normalized"
     r = await post(client, writer, SUBS, sub(receiver.url, id="urn:ngsi-ld:Subscription:s1"))
     assert r.status_code == 409 and r.json()["type"] == E + "AlreadyExists"
     r = await post(client, writer, SUBS, sub(receiver.url))
@@ -161,6 +161,7 @@ async def test_create_read_list_update_delete(client, writer, receiver) -> None:
     ({"notification": {"format": "xml", "endpoint": {"uri": "http://127.0.0.1:1/n"}}}, "format"),
     ({"throttling": -1}, "throttling"),
     ({"timeInterval": 5, "watchedAttributes": ["pm25"]}, "timeInterval"),
+    ({"timeInterval": 5, "throttling": 2}, "timeInterval"),
     ({"entities": []}, "entities"),
     ({"entities": [{"id": "urn:x:1"}]}, "type"),
     ({"entities": [{"type": "T", "idPattern": "(("}]}, "idPattern"),
@@ -168,6 +169,9 @@ async def test_create_read_list_update_delete(client, writer, receiver) -> None:
     ({"expiresAt": "tomorrow"}, "expiresAt"),
     ({"colour": "red"}, "colour"),
     ({"type": "Subscriptions"}, "type"),
+    ({"notification": {"format": "keyValues", "showChanges": True, "endpoint": {"uri": "http://127.0.0.1:1/n"}}},
+     "showChanges"),
+    ({"datasetId": ["not a uri"]}, "datasetId"),
 ])
 async def test_invalid_subscriptions_are_400(client, writer, change, fragment) -> None:  # type: ignore[no-untyped-def]
     body = {**sub("http://127.0.0.1:1/notify"), **change}
@@ -273,7 +277,9 @@ async def test_failing_receiver_is_retried_and_recovers(client, writer, receiver
     assert got[0]["body"]["data"][0]["id"] == "urn:ngsi-ld:AirQualityObserved:cd-003"
     await asyncio.sleep(0.3)
     doc = (await client.get(f"{SUBS}/urn:ngsi-ld:Subscription:f", headers=writer)).json()
-    assert doc["status"] == "active" and doc["notification"]["timesSent"] == 1 and len(receiver.received) == 1
+    # timesSent counts attempts: the failed ones and the one that got through.
+    assert doc["status"] == "active" and len(receiver.received) == 1
+    assert doc["notification"]["timesSent"] == doc["notification"]["timesFailed"] + 1
 
 
 async def test_slow_receiver_does_not_slow_writes(client, writer, receiver, fast) -> None:  # type: ignore[no-untyped-def]
@@ -312,8 +318,14 @@ async def test_periodic_subscription(client, writer, receiver, fast) -> None:  #
 
 
 async def test_expired_and_paused_subscriptions_do_not_notify(client, writer, receiver, fast) -> None:  # type: ignore[no-untyped-def]
-    await post(client, writer, SUBS, sub(receiver.url, expiresAt="2020-01-01T00:00:00Z"))
+    from datetime import UTC, datetime, timedelta
+
+    r = await post(client, writer, SUBS, sub(receiver.url, expiresAt="2020-01-01T00:00:00Z"))
+    assert r.status_code == 400 and "future" in r.json()["detail"]
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+    assert (await post(client, writer, SUBS, sub(receiver.url, expiresAt=soon))).status_code == 201
     await post(client, writer, SUBS, sub(receiver.url, isActive=False))
+    await asyncio.sleep(1.2)
     docs = (await client.get(SUBS, headers=writer)).json()
     assert sorted(d["status"] for d in docs) == ["expired", "paused"]
     await post(client, writer, ENTITIES, station(8))
@@ -434,3 +446,22 @@ async def test_other_modules_can_listen_to_changes(ctx) -> None:  # type: ignore
                                            ("updated", "urn:ngsi-ld:AirQualityObserved:cd-012"),
                                            ("deleted", "urn:ngsi-ld:AirQualityObserved:cd-012")]
     assert seen[1][2] == {pm25}
+
+
+async def test_instance_deletion_and_dataset_filter(client, writer, receiver, fast) -> None:  # type: ignore[no-untyped-def]
+    """Deleting one datasetId instance is attributeDeleted; the notification shows it as Null. A q given
+    percent-encoded (as in a URL) matches; datasetId narrows the instances notified."""
+    multi = station(13, name=[{"type": "Property", "value": "武侯站"},
+                              {"type": "Property", "value": "Wuhou station", "datasetId": "urn:ngsi-ld:Dataset:en"}])
+    await post(client, writer, ENTITIES, multi)
+    quoted = 'district=="%E6%AD%A6%E4%BE%AF%E5%8C%BA"'  # 武侯区
+    await post(client, writer, SUBS, sub(receiver.url, watchedAttributes=["name"], q=quoted,
+                                         notificationTrigger=["attributeDeleted"],
+                                         notification={"attributes": ["name"], "sysAttrs": True}))
+    r = await client.delete(f"{ENTITIES}/urn:ngsi-ld:AirQualityObserved:cd-013/attrs/name",
+                            params={"datasetId": "urn:ngsi-ld:Dataset:en"}, headers=writer)
+    assert r.status_code == 204, r.text
+    name = (await receiver.wait(1))[0]["body"]["data"][0]["name"]
+    assert name[0]["value"] == "武侯站"
+    assert name[1]["value"] == "urn:ngsi-ld:null" and name[1]["datasetId"] == "urn:ngsi-ld:Dataset:en"
+    assert "deletedAt" in name[1]

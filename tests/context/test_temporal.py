@@ -129,9 +129,17 @@ async def test_temporal_create_and_instance_changes(client, writer) -> None:  # 
                             headers=writer)
     assert r.status_code == 204
     assert "fuelLevel" not in (await client.get(f"{T}/urn:ngsi-ld:Vehicle:bus-1", headers=writer)).json()
+    # The same observedAt (and datasetId) replaces an instance rather than adding one.
+    again = {"speed": [{"type": "Property", "value": 99, "observedAt": "2020-09-01T12:07:00Z"}]}
+    r = await client.post(f"{T}/urn:ngsi-ld:Vehicle:bus-1/attrs", headers={**writer, **JS}, content=json.dumps(again))
+    speed = (await client.get(f"{T}/urn:ngsi-ld:Vehicle:bus-1", params={"attrs": "speed"},
+                              headers=writer)).json()["speed"]
+    assert [i["value"] for i in speed] == [121, 99]
     assert (await client.delete(f"{T}/urn:ngsi-ld:Vehicle:bus-1", headers=writer)).status_code == 204
     r = await client.get(f"{T}/urn:ngsi-ld:Vehicle:bus-1", params={"attrs": "speed"}, headers=writer)
-    assert r.status_code == 200 and "speed" not in r.json()  # the entity lives on, its history is gone
+    assert r.status_code == 404  # the temporal representation is gone; the entity itself lives on
+    r = await client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:bus-1", headers=writer)
+    assert r.status_code == 200
 
 
 @pytest.mark.parametrize(("params", "fragment"), [

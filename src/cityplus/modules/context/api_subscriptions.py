@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from cityplus.api.deps import DbSession, get_ctx
 from cityplus.core import audit
 from cityplus.modules.context import http, service, subscriptions
+from cityplus.modules.context.api import _page_links
 from cityplus.modules.context.api_common import PREFIX, Body, NgsiLdRoute, Writer, actor_of, ld_request
 from cityplus.modules.context.errors import BadRequestData
 from cityplus.modules.context.normalize import is_uri
@@ -67,6 +68,9 @@ def router() -> APIRouter:
         rows, total = subscriptions.list_(session, t.id, limit, offset)
         docs = [subscriptions.document(row, ld.active, sys_attrs="sysAttrs" in opts) for row in rows]
         headers = {"NGSILD-Results-Count": str(total)} if count else {}
+        links = _page_links(request, ld, offset, limit, len(rows), total)
+        if links:
+            headers["Link"] = ", ".join(filter(None, [http.link_header(ld).get("Link"), links]))
         return http.ld_response(docs, ld, headers=headers)
 
     @r.get("/subscriptions/{subscription_id}", operation_id="ngsild_get_subscription")

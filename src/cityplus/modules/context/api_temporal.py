@@ -114,10 +114,8 @@ def _range_headers(found: list[temporal.Instances]) -> tuple[int, dict[str, str]
 
 
 def _types_of(session: Any, t: Any, entity_id: str) -> list[str]:
-    try:
-        return list(service.get_entity(session, t.name or None, entity_id).types)
-    except ResourceNotFound:
-        return temporal.entity_types(session, t.id, entity_id)
+    """The entity's types from its temporal representation (404 when it has none, e.g. after DELETE)."""
+    return temporal.entity_types(session, t.id, entity_id)
 
 
 def _split_instances(raw: Any, ld: http.LdRequest, *, require_id: bool) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -43,12 +43,19 @@ class Change:
             elif name not in new:
                 out[name] = "attributeDeleted"
             else:
-                out[name] = "attributeUpdated"
+                before, after = datasets(old[name]), datasets(new[name])
+                out[name] = "attributeDeleted" if before - after else \
+                    "attributeCreated" if after - before else "attributeUpdated"
         return out
 
     @property
     def entity_event(self) -> str:
         return {"created": "entityCreated", "updated": "entityUpdated", "deleted": "entityDeleted"}[self.kind]
+
+
+def datasets(attr: Any) -> set[Any]:
+    """The datasetIds of an attribute's instances (None: the default instance)."""
+    return {i.get("datasetId") for i in (attr if isinstance(attr, list) else [attr]) if isinstance(i, dict)}
 
 
 def created(row: Row) -> Change:

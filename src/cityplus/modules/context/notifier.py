@@ -204,6 +204,16 @@ class Notifier:
                 return None
             session.execute(update(N).where(N.pk.in_(pks)).values(
                 claimed_by=self.holder, claimed_until=now + timedelta(seconds=settings.notify_lease)))
+            # timesSent and lastNotification count attempts, as they start (a receiver that looks at the
+            # subscription on receipt sees its own notification counted); failures add to timesFailed.
+            sends: dict[int, int] = defaultdict(int)
+            for p in picked:
+                if p.pk in pks:
+                    throttled = bool(subs[p.sub_pk]["spec"].get("throttling"))
+                    sends[p.sub_pk] = 1 if throttled else sends[p.sub_pk] + 1
+            for sub_pk, count in sends.items():
+                session.execute(update(S).where(S.pk == sub_pk).values(times_sent=S.times_sent + count,
+                                                                       last_notification=now))
             rows = session.execute(select(N.pk, N.sub_pk, N.trigger, N.data, N.attempts)
                                    .where(N.pk.in_(pks)).order_by(N.pk)).all()
         return {"rows": rows, "subs": subs}
@@ -217,12 +227,12 @@ class Notifier:
             for o in outcomes:
                 if o.ok:
                     session.execute(delete(N).where(N.pk.in_(o.rows)))
-                    session.execute(update(S).where(S.pk == o.sub_pk).values(
-                        times_sent=S.times_sent + 1, last_notification=now, last_success=now, failing=False))
+                    session.execute(update(S).where(S.pk == o.sub_pk).values(last_success=now, failing=False))
                     self.metrics["sent"].inc()
                     continue
-                if o.attempts == -1:  # held back behind a failure: released untouched
+                if o.attempts == -1:  # held back behind a failure: released untouched, and not an attempt
                     session.execute(update(N).where(N.pk.in_(o.rows)).values(claimed_by=None, claimed_until=None))
+                    session.execute(update(S).where(S.pk == o.sub_pk).values(times_sent=S.times_sent - 1))
                     continue
                 tries = max(attempts.get(pk, 0) for pk in o.rows) + 1
                 final = tries >= settings.notify_max_attempts
@@ -230,8 +240,8 @@ class Notifier:
                 session.execute(update(N).where(N.pk.in_(o.rows)).values(
                     attempts=tries, claimed_by=None, claimed_until=None, last_error=(o.error or "")[:1000],
                     due_at=now + timedelta(seconds=backoff), state="failed" if final else "pending"))
-                values: dict[str, Any] = {"times_failed": S.times_failed + 1, "last_notification": now,
-                                          "last_failure": now, "last_error": (o.error or "")[:1000]}
+                values: dict[str, Any] = {"times_failed": S.times_failed + 1, "last_failure": now,
+                                          "last_error": (o.error or "")[:1000]}
                 if tries >= FAILING_AFTER:
                     values["failing"] = True
                 session.execute(update(S).where(S.pk == o.sub_pk).values(**values))
@@ -282,7 +292,10 @@ class Notifier:
                                 "data": data}
         headers = {"Content-Type": accept}
         if accept == "application/ld+json":
-            body["@context"] = context if context is not None else jsonld.CORE_CONTEXT_URL
+            ctx_value = context if context is not None else jsonld.CORE_CONTEXT_URL
+            body["@context"] = ctx_value
+            for doc in data:  # each entity is a JSON-LD document of its own, as GET /entities returns them
+                doc["@context"] = ctx_value
         else:
             headers["Link"] = jsonld.response_link_header(url)
         if sub["tenant"]:

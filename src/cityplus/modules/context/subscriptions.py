@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.engine import Engine
@@ -43,7 +43,7 @@ READ_ONLY = frozenset({"status", "createdAt", "modifiedAt", "timesSent", "timesF
                        "lastSuccess", "lastFailure"})
 MEMBERS = frozenset({"id", "type", "subscriptionName", "description", "entities", "watchedAttributes",
                      "notificationTrigger", "timeInterval", "q", "geoQ", "scopeQ", "isActive", "notification",
-                     "expiresAt", "throttling", "lang", "jsonldContext", "@context"}) | READ_ONLY
+                     "expiresAt", "throttling", "lang", "jsonldContext", "datasetId", "@context"}) | READ_ONLY
 NOTIFICATION_MEMBERS = frozenset({"attributes", "format", "endpoint", "showChanges", "sysAttrs"}) | READ_ONLY
 ENDPOINT_MEMBERS = frozenset({"uri", "accept", "receiverInfo", "notifierInfo"})
 NOT_SUPPORTED = frozenset({"csf", "temporalQ", "localOnly", "join", "joinLevel"})
@@ -155,6 +155,9 @@ def _notification(value: Any, expand: Callable[[str], str]) -> dict[str, Any]:
             if not isinstance(value[flag], bool):
                 raise _bad(f"notification.{flag} must be true or false")
             out[flag] = value[flag]
+    if out.get("showChanges") and out["format"] == "keyValues":
+        raise _bad("notification.showChanges cannot be combined with format keyValues (no place for previous "
+                   "values)")
     return out
 
 
@@ -213,12 +216,19 @@ def parse(body: Any, active: jsonld.ActiveContext, *, partial: bool = False) -> 
     if "q" in body:
         if not isinstance(body["q"], str) or not body["q"].strip():
             raise _bad("q must be a non-empty query string")
+        text = unquote(body["q"])  # as in a URL: clients percent-encode spaces and quotes
         rec = _Recorder(active)
         try:
-            qmod.parse_q(body["q"], rec)
+            qmod.parse_q(text, rec)
         except qmod.QuerySyntaxError as exc:
             raise _bad(f"invalid q: {exc}") from None
-        spec["q"], spec["qTerms"] = body["q"], rec.terms
+        spec["q"], spec["qTerms"] = text, rec.terms
+    if "datasetId" in body:
+        ds = body["datasetId"]
+        ds = ds if isinstance(ds, list) else [ds]
+        if not ds or not all(d == "@none" or is_uri(d) for d in ds):
+            raise _bad("datasetId must be a URI, @none, or an array of them")
+        spec["datasetId"] = list(dict.fromkeys(ds))
     if "scopeQ" in body:
         try:
             qmod.parse_scope_q(body["scopeQ"]) if isinstance(body["scopeQ"], str) else None
@@ -246,6 +256,8 @@ def parse(body: Any, active: jsonld.ActiveContext, *, partial: bool = False) -> 
         spec["isActive"] = body["isActive"]
     if "expiresAt" in body:
         spec["expiresAt"] = check_datetime(body["expiresAt"], "subscription: expiresAt")
+        if _expires(spec) <= utcnow():  # type: ignore[operator]
+            raise _bad("expiresAt must be in the future")
     if "jsonldContext" in body:
         if not is_uri(body["jsonldContext"]):
             raise _bad("jsonldContext must be the URI of a JSON-LD context")
@@ -263,8 +275,6 @@ def check_whole(spec: dict[str, Any]) -> None:
         raise _bad("name the entities, or watchedAttributes, or both")
     if "timeInterval" in spec and ("watchedAttributes" in spec or "throttling" in spec):
         raise _bad("timeInterval (periodic notification) cannot be combined with watchedAttributes or throttling")
-    if "timeInterval" in spec and "notificationTrigger" in spec:
-        raise _bad("timeInterval (periodic notification) cannot be combined with notificationTrigger")
 
 
 # --- storage -------------------------------------------------------------------------------------------
@@ -379,21 +389,24 @@ def document(row: ContextSubscription, active: jsonld.ActiveContext, *, sys_attr
             doc["entities"].append(out)
     if "watchedAttributes" in spec:
         doc["watchedAttributes"] = [compact(n) for n in spec["watchedAttributes"]]
-    if "timeInterval" not in spec:
-        doc["notificationTrigger"] = spec.get("notificationTrigger", list(DEFAULT_TRIGGERS))
-    for key in ("timeInterval", "q", "scopeQ", "throttling", "lang", "jsonldContext", "expiresAt"):
+    doc["notificationTrigger"] = spec.get("notificationTrigger", list(DEFAULT_TRIGGERS))
+    for key in ("timeInterval", "q", "scopeQ", "throttling", "lang", "jsonldContext", "expiresAt", "datasetId"):
         if key in spec:
             value = spec[key]
             doc[key] = int(value) if key in ("timeInterval", "throttling") and float(value).is_integer() else value
     if "geoQ" in spec:
         doc["geoQ"] = {**spec["geoQ"], "geoproperty": compact(spec["geoQ"]["geoproperty"])}
-    doc["isActive"] = row.is_active
+    if "isActive" in spec:
+        doc["isActive"] = row.is_active
     n = dict(spec["notification"])
     if "attributes" in n:
         n["attributes"] = [compact(a) for a in n["attributes"]]
-    n["status"] = "failed" if row.failing else "ok"
-    n["timesSent"] = row.times_sent
-    n["timesFailed"] = row.times_failed
+    if row.last_notification is not None:  # delivery status, once there has been a delivery
+        n["status"] = "failed" if row.failing else "ok"
+    if row.times_sent:
+        n["timesSent"] = row.times_sent
+    if row.times_failed:
+        n["timesFailed"] = row.times_failed
     for key, value in (("lastNotification", row.last_notification), ("lastSuccess", row.last_success),
                        ("lastFailure", row.last_failure)):
         if value is not None:
@@ -425,6 +438,7 @@ class Compiled:
     attributes: list[str] | None
     show_changes: bool
     sys_attrs: bool
+    datasets: frozenset[str] | None = None  # datasetId member: only these instances are notified
 
     def fires(self, change: Change, now: datetime) -> str | None:
         """The trigger by which `change` notifies this subscription, or None."""
@@ -492,7 +506,8 @@ def compile_spec(pk: int, spec: dict[str, Any], is_active: bool, expires_at: dat
         q=qmod.parse_q(spec["q"], lambda t: terms.get(t, t)) if "q" in spec else None,
         scope_q=qmod.parse_scope_q(spec["scopeQ"]) if "scopeQ" in spec else None,
         geo=geo, active=is_active, expires_at=expires_at, periodic="timeInterval" in spec,
-        attributes=n.get("attributes"), show_changes=bool(n.get("showChanges")), sys_attrs=bool(n.get("sysAttrs")))
+        attributes=n.get("attributes"), show_changes=bool(n.get("showChanges")), sys_attrs=bool(n.get("sysAttrs")),
+        datasets=frozenset(spec["datasetId"]) if "datasetId" in spec else None)
 
 
 @dataclass
@@ -554,30 +569,40 @@ def _index(session: Session, tenant_id: int) -> TenantIndex:
     return idx
 
 
-def _null_of(attr: Any) -> dict[str, Any]:
-    inst = attr[0] if isinstance(attr, list) else attr
+def _null_of(inst: Any, deleted_at: str | None = None) -> dict[str, Any]:
+    """The NGSI-LD Null form of a deleted attribute instance (its datasetId kept; deletedAt with sysAttrs)."""
     kind = inst.get("type", "Property") if isinstance(inst, dict) else "Property"
     member = VALUE_MEMBER.get(kind, "value")
-    return {"type": kind, member: NGSI_NULL}
+    out: dict[str, Any] = {"type": kind, member: {"@none": NGSI_NULL} if kind == "LanguageProperty" else NGSI_NULL}
+    if isinstance(inst, dict) and inst.get("datasetId") is not None:
+        out["datasetId"] = inst["datasetId"]
+    if deleted_at is not None:
+        out["deletedAt"] = deleted_at
+    return out
 
 
-def _with_previous(new: Any, old: Any) -> Any:
-    """Attribute `new` with the previous value of the same-datasetId instance of `old` (showChanges)."""
-    olds = {i.get("datasetId"): i for i in (old if isinstance(old, list) else [old]) if isinstance(i, dict)}
-    out = []
-    for inst in new if isinstance(new, list) else [new]:
-        before = olds.get(inst.get("datasetId"))
+def _previous(inst: dict[str, Any], before: dict[str, Any] | None) -> dict[str, Any]:
+    if before is not None:
         inst = dict(inst)
-        if before is not None:
-            for member, prev in _PREVIOUS.items():
-                if member in before:
-                    inst[prev] = before[member]
-        out.append(inst)
-    return out if isinstance(new, list) else out[0]
+        for member, prev in _PREVIOUS.items():
+            if member in before:
+                inst[prev] = before[member]
+    return inst
+
+
+def _instances(attr: Any) -> list[dict[str, Any]]:
+    return [i for i in (attr if isinstance(attr, list) else [attr]) if isinstance(i, dict)]
+
+
+def _pack(items: list[dict[str, Any]]) -> Any:
+    return items[0] if len(items) == 1 else items
 
 
 def notification_entity(sub: Compiled, change: Change, trigger: str, now: str) -> dict[str, Any]:
-    """The (expanded) entity a notification carries for this change, as the subscription asked for it."""
+    """The (expanded) entity a notification carries for this change, as the subscription asked for it.
+
+    Deleted attributes, and deleted instances of an attribute that remains, appear as NGSI-LD Null; a deleted
+    entity carries `deletedAt` and its attributes as Null; `showChanges` adds previousValue (etc.)."""
     doc: dict[str, Any] = {"id": change.entity_id, "type": change.types}
     if change.scopes:
         doc["scope"] = change.scopes
@@ -587,23 +612,32 @@ def notification_entity(sub: Compiled, change: Change, trigger: str, now: str) -
             doc["modifiedAt"] = _iso(change.modified_at)
     wanted = set(sub.attributes) if sub.attributes else None
     old = change.old or {}
+    new = change.new or {}
+    deleted_at = now if sub.sys_attrs else None
     if change.kind == "deleted":
         doc["deletedAt"] = now
-        for name in sorted(wanted or ()):
-            if name in old:
-                doc[name] = _with_previous(_null_of(old[name]), old[name]) if sub.show_changes else \
-                    _null_of(old[name])
-        return doc
-    for name, value in (change.new or {}).items():
+    if change.kind == "deleted" and trigger.startswith("attribute") and sub.watched is not None:
+        wanted = (wanted or set(sub.watched)) & set(sub.watched)  # the watched attributes that went with it
+    for name in sorted(set(new) | (change.changed & set(old))):
         if wanted is not None and name not in wanted:
             continue
-        value = value if sub.sys_attrs else without_system(value)
-        if sub.show_changes and name in change.changed and name in old:
-            value = _with_previous(value, old[name])
-        doc[name] = value
-    for name in sorted(change.changed - set(change.new or {})):  # attributes deleted by this change
-        if name in old and (wanted is None or name in wanted):
-            doc[name] = _with_previous(_null_of(old[name]), old[name]) if sub.show_changes else _null_of(old[name])
+        before = {i.get("datasetId"): i for i in _instances(old.get(name))}
+        items = []
+        for inst in _instances(new.get(name)):
+            inst = inst if sub.sys_attrs else without_system(inst)
+            if sub.show_changes and name in change.changed:
+                inst = _previous(inst, before.get(inst.get("datasetId")))
+            items.append(inst)
+        if name in change.changed:  # instances this change deleted
+            remaining = {i.get("datasetId") for i in _instances(new.get(name))}
+            for ds, gone in before.items():
+                if ds not in remaining:
+                    null = _null_of(gone, deleted_at)
+                    items.append(_previous(null, gone) if sub.show_changes else null)
+        if sub.datasets is not None:
+            items = [i for i in items if (i.get("datasetId") or "@none") in sub.datasets]
+        if items:
+            doc[name] = _pack(items)
     return doc
 
 

@@ -114,6 +114,16 @@ def add_instances(session: Session, tenant_id: int, entity_id: str, types: list[
     if types is not None:
         _ensure_entities(session, [{"tenant_id": tenant_id, "entity_id": entity_id, "types": types}])
     rows = history_rows(tenant_id, entity_id, attrs, list(attrs), utcnow())
+    # An instance of the same attribute, datasetId and observedAt replaces the stored one (§5.6.11).
+    groups: dict[tuple[str, Any], list[datetime]] = {}
+    for r in rows:
+        if r["observed_at"] is not None:
+            groups.setdefault((r["attr"], r["dataset_id"]), []).append(r["observed_at"])
+    for (attr, ds), times in groups.items():
+        for i in range(0, len(times), 500):
+            session.execute(delete(H).where(H.tenant_id == tenant_id, H.entity_id == entity_id, H.attr == attr,
+                                            H.dataset_id.is_(None) if ds is None else H.dataset_id == ds,
+                                            H.observed_at.in_(times[i:i + 500])))
     if rows:
         session.execute(insert(H), rows)
     return len(rows)
