@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from cityplus.api.deps import DbSession, get_ctx
 from cityplus.core import audit
 from cityplus.modules.context import http, jsonld, service, temporal
-from cityplus.modules.context.api import build_query
+from cityplus.modules.context.api import build_query, check_attr_name
 from cityplus.modules.context.api_common import (
     PREFIX,
     Body,
@@ -39,6 +39,9 @@ SIMPLE_MEMBER = {"Property": ("value", "values"), "GeoProperty": ("value", "valu
                  "Relationship": ("object", "objects"), "LanguageProperty": ("languageMap", "languageMaps"),
                  "VocabProperty": ("vocab", "vocabs"), "JsonProperty": ("json", "jsons"),
                  "ListProperty": ("valueList", "valueLists"), "ListRelationship": ("objectList", "objectLists")}
+
+
+WRAPPED = frozenset({"LanguageProperty", "VocabProperty", "JsonProperty"})
 
 
 def _check_params(request: Request, allowed: set[str]) -> None:
@@ -94,8 +97,14 @@ def _representation(session: Any, tenant_id: int, entity_id: str, types: list[st
     for name, items in found.attrs.items():
         kind = items[0].get("type", "Property") if items else "Property"
         member, plural = SIMPLE_MEMBER.get(kind, ("value", "values"))
-        pairs = [[i.get(member), i.get(time_key) if time_key == "observedAt" else i.get("modifiedAt")]
-                 for i in items]
+        pairs = []
+        for i in items:
+            value = i.get(member)
+            if kind == "VocabProperty":
+                value = [compact(v) for v in value] if isinstance(value, list) else compact(str(value))
+            if kind in WRAPPED:  # values that are objects themselves are wrapped in their member (§4.5.9)
+                value = {member: value}
+            pairs.append([value, i.get(time_key) if time_key == "observedAt" else i.get("modifiedAt")])
         out[compact(name)] = {"type": kind, plural: pairs}
     return out, found
 
@@ -168,6 +177,9 @@ def router() -> APIRouter:
         t = service.tenant(session, http.tenant_of(request), create=False)
         types = _types_of(session, t, entity_id)
         doc, found = _representation(session, t.id, entity_id, types, tq, mode, sys_attrs, ld)
+        if tq.attrs is not None and not any(k not in ("id", "type", "@context") for k in doc):
+            names = ", ".join(map(ld.active.compact_iri, tq.attrs))
+            raise ResourceNotFound(f"entity {entity_id} has no history of {names}")
         status, headers = _range_headers([found] if found else [])
         return http.ld_response(doc, ld, status=status, headers=headers)
 
@@ -302,6 +314,7 @@ def router() -> APIRouter:
         dataset = request.query_params.get("datasetId")
         if dataset is not None and not is_uri(dataset):
             raise BadRequestData("datasetId must be a URI")
+        check_attr_name(attr)
         t = service.tenant(session, http.tenant_of(request), create=False)
         temporal.delete_attr(session, t.id, entity_id, ld.active.expand_term(attr), dataset_id=dataset,
                              delete_all=http.bool_param(request, "deleteAll"))
@@ -315,6 +328,8 @@ def router() -> APIRouter:
                        entity_id: EntityId, session: DbSession) -> Response:
         """Change one instance of an attribute's history."""
         _check_params(request, set())
+        check_attr_name(attr)
+        _check_instance_id(instance_id)
         ld = ld_request(request, *body)
         raw = body[0]
         if not isinstance(raw, dict):
@@ -336,6 +351,8 @@ def router() -> APIRouter:
                         session: DbSession) -> Response:
         """Delete one instance of an attribute's history."""
         _check_params(request, set())
+        check_attr_name(attr)
+        _check_instance_id(instance_id)
         ld = ld_request(request)
         t = service.tenant(session, http.tenant_of(request), create=False)
         temporal.modify_instance(session, t.id, entity_id, ld.active.expand_term(attr), instance_id, None)
@@ -343,7 +360,21 @@ def router() -> APIRouter:
                      {"tenant": t.name, "instance": instance_id})
         return Response(status_code=204, headers=http.tenant_header(ld))
 
+    @r.api_route("/entities//attrs", methods=["POST"], include_in_schema=False)
+    @r.api_route("/entities//attrs/{attr}", methods=["DELETE"], include_in_schema=False)
+    @r.api_route("/entities//attrs/{attr}/{instance_id}", methods=["PATCH", "DELETE"], include_in_schema=False)
+    @r.api_route("/entities/{entity_id}/attrs//{instance_id}", methods=["PATCH", "DELETE"], include_in_schema=False)
+    @r.api_route("/entities/{entity_id}/attrs/{attr}/", methods=["PATCH", "DELETE"], include_in_schema=False)
+    def missing_path_member(request: Request, principal: Writer) -> Response:
+        """A temporal operation whose path lacks the entity id, attribute name or instance id (400, not 404)."""
+        raise BadRequestData("the entity id, attribute name or instance id is missing from the path")
+
     return r
+
+
+def _check_instance_id(instance_id: str) -> None:
+    if not is_uri(instance_id):
+        raise BadRequestData(f"instanceId must be a URI, not {instance_id[:80]!r}")
 
 
 def _pick(latest: Any, inst: Any) -> Any:

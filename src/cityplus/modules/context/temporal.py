@@ -243,9 +243,12 @@ def attribute_type(session: Session, tenant_id: int, entity_id: str, attr: str) 
 
 
 def _iso(value: datetime | None) -> str | None:
+    """UTC with Z; milliseconds only when there are any (2020-08-01T12:03:00Z, as clients wrote it)."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    value = value.astimezone(UTC)
+    spec = "milliseconds" if value.microsecond else "seconds"
+    return value.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 @dataclass
