@@ -125,3 +125,18 @@ async def test_recompute_writes_the_index_onto_the_entities(client, ctx, make_us
     assert entity["airQualityLevel"]["value"] == station["aqi"]["level"]["category_key"]
     audit = await client.get("/api/v1/audit", headers=token_for(make_user("platform_admin")))
     assert "environment.aqi_recomputed" in audit.text
+
+
+def test_expanded_fragment_is_what_expand_compact_gives(ctx) -> None:  # type: ignore[no-untyped-def]
+    """recompute() builds its write-back fragments pre-expanded: they must equal the validated expansion."""
+    from cityplus.modules.environment import aqi
+
+    active = context.core_context(ctx)
+    station = service.StationAqi(
+        entity_id="urn:ngsi-ld:AirQualityObserved:x", name="x", name_en="x", district="武侯区", point_type="urban",
+        location=None, observed_at=datetime(2026, 11, 25, 1, tzinfo=UTC), current=True, concentrations={"pm25": 80},
+        result=aqi.compute({"pm25": 80}, edition="2026", period="hourly"))
+    names = {n: active.expand_term(n) for n in (*service.INDEX_ATTRS, service.STATION_TYPE)}
+    compact = service.index_fragment(station)
+    assert compact is not None and compact["primaryPollutant"]["value"] == ["pm25"]
+    assert service.expanded_index_fragment(station, names) == context.expand_compact(compact, active)

@@ -190,3 +190,29 @@ def test_unknown_edition_or_period() -> None:
         compute({"pm25": 1}, edition="2013", period="hourly")  # type: ignore[arg-type]
     with pytest.raises(AqiInputError, match="period"):
         compute({"pm25": 1}, edition="2026", period="weekly")  # type: ignore[arg-type]
+
+
+def _oracle(pollutant: str, value: str, edition: str) -> int:
+    """Formula (1) in exact arithmetic on a decimal string, with the edition's rounding (hourly, no footnotes)."""
+    avg = aqi.averaging_of(pollutant, "hourly")
+    bps = aqi.breakpoints(pollutant, avg, edition)  # type: ignore[arg-type]
+    c = Fraction(value)
+    for i in range(1, len(bps)):
+        if c <= bps[i]:  # type: ignore[operator]
+            raw = STEPS[i - 1] + Fraction(STEPS[i] - STEPS[i - 1]) / (Fraction(bps[i]) - bps[i - 1]) * (  # type: ignore[arg-type, operator]
+                c - bps[i - 1])  # type: ignore[operator]
+            return _expected(edition, raw)
+    raise AssertionError("outside the table")
+
+
+@pytest.mark.parametrize("edition", ["2026", "2012"])
+@pytest.mark.parametrize("pollutant", ["no2", "co", "o3", "pm10", "pm25"])
+def test_float_fast_path_matches_exact_arithmetic(edition: str, pollutant: str) -> None:
+    """Every value on a 0.1 grid (0.01 for CO) up to the top of the table gives what exact arithmetic gives."""
+    top = aqi.breakpoints(pollutant, aqi.averaging_of(pollutant, "hourly"), edition)[-1]  # type: ignore[arg-type]
+    step = Fraction(1, 100) if pollutant == "co" else Fraction(1, 10)
+    n = int(Fraction(top) / step)  # type: ignore[arg-type]
+    for k in range(0, n + 1, 7 if n > 20000 else 1):
+        text = str(float(k * step))
+        got = compute({pollutant: float(text)}, edition=edition, period="hourly").iaqi(pollutant)  # type: ignore[arg-type]
+        assert got == _oracle(pollutant, text, edition), (pollutant, text)

@@ -169,26 +169,46 @@ def gbt8170(value: float, places: int) -> Fraction:
     return Fraction(q)
 
 
-def _round_index(raw: Fraction, edition: Edition) -> int:
+def _round_index(raw: Fraction | float, edition: Edition) -> int:
     if edition == "2026":
         return max(1, math.ceil(raw))  # 向上进位取整数; the 2026 scale starts at 1
     # HJ 633—2012 fixes no rounding rule: integers per GB/T 8170 (half to even), as any rounding in the standards.
-    return round(raw)  # Fraction.__round__ rounds halves to even, exactly
+    return round(raw)  # halves to even (exactly: a value near a half is a Fraction here, see _interpolate)
 
 
-def _interpolate(c: Fraction, bps: tuple[float | None, ...]) -> tuple[Fraction | None, bool]:
-    """Formula (1) of HJ 633 on the nearest breakpoints; (None, …) beyond the last one defined."""
+def _segment(c: float, bps: tuple[float | None, ...]) -> int | None:
+    """Index i of the segment BP[i-1] < c ≤ BP[i] (c = 0 is in the first); None beyond the last defined BP."""
     for i in range(1, len(bps)):
         hi = bps[i]
         if hi is None:
-            return None, True
-        lo = bps[i - 1]
-        assert lo is not None
-        if c <= Fraction(hi):
-            lo_f, hi_f = Fraction(lo), Fraction(hi)
-            return (Fraction(IAQI_STEPS[i] - IAQI_STEPS[i - 1]) / (hi_f - lo_f) * (c - lo_f)
-                    + IAQI_STEPS[i - 1]), False
-    return None, True
+            return None
+        if c <= hi:
+            return i
+    return None
+
+
+def _interpolate(c: Fraction | float, bps: tuple[float | None, ...]) -> tuple[Fraction | float | None, bool]:
+    """Formula (1) of HJ 633 on the nearest breakpoints; (None, True) beyond the last one defined.
+
+    Computed in floating point, and again exactly when the result lies within 1e-6 of an integer or a half, where
+    binary rounding could decide a ceiling or a half-even rounding; elsewhere a float error (~1e-13) cannot.
+    """
+    i = _segment(float(c), bps)
+    if i is None:
+        return None, True
+    lo, hi = bps[i - 1], bps[i]
+    assert lo is not None and hi is not None
+    i_lo, i_hi = IAQI_STEPS[i - 1], IAQI_STEPS[i]
+    approx = (i_hi - i_lo) / (hi - lo) * (float(c) - lo) + i_lo
+    twice = approx * 2
+    if abs(twice - round(twice)) > 2e-6:
+        return approx, False
+    # Breakpoints are integers, so an integral concentration needs one rational number, not Fraction arithmetic.
+    lo_i, span = int(lo), int(hi) - int(lo)
+    if isinstance(c, float) and c.is_integer():
+        return Fraction(i_lo * span + (i_hi - i_lo) * (int(c) - lo_i), span), False
+    exact = c if isinstance(c, Fraction) else Fraction(repr(c))
+    return i_lo + Fraction(i_hi - i_lo, span) * (exact - lo_i), False
 
 
 def _check(pollutant: str, value: object) -> float:
@@ -208,9 +228,9 @@ def _check(pollutant: str, value: object) -> float:
 
 
 def _sub_index(pollutant: str, value: float, edition: Edition, period: Period,
-               others: Mapping[str, float]) -> tuple[SubIndex, Fraction | None]:
+               others: Mapping[str, float]) -> tuple[SubIndex, Fraction | float | None]:
     averaging = averaging_of(pollutant, period)
-    used = Fraction(repr(value))
+    used: Fraction | float = value
     if edition == "2026" and period == "daily":
         # HJ 633—2026: daily concentrations are rounded to integers (CO to one decimal) before use.
         used = gbt8170(value, 1 if pollutant == "co" else 0)
@@ -222,14 +242,14 @@ def _sub_index(pollutant: str, value: float, edition: Edition, period: Period,
         if edition == "2026":
             raw = Fraction(200)
         elif "so2_24h" in others:
-            raw, _ = _interpolate(Fraction(repr(others["so2_24h"])), breakpoints("so2", "24h", edition))
+            raw, _ = _interpolate(others["so2_24h"], breakpoints("so2", "24h", edition))
     elif beyond and pollutant == "o3_8h":
         # Footnote (c): O3 8-hour mean above 800 µg/m³.
         note = "o3_8h_above_800"
         if edition == "2026":
             raw = Fraction(300)
         elif "o3" in others:
-            raw, _ = _interpolate(Fraction(repr(others["o3"])), breakpoints("o3", "1h", edition))
+            raw, _ = _interpolate(others["o3"], breakpoints("o3", "1h", edition))
             if raw is None:
                 raw = Fraction(500)
     elif beyond:
