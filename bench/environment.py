@@ -6,9 +6,9 @@ End to end, as `POST /api/v1/environment/air/recompute` does it, in one transact
 entity from the context broker (`query_entities`, pages of 1,000), compute each station's real-time AQI (HJ 633—2026)
 and the district and city aggregates, write `airQualityIndex`, `airQualityLevel` and `primaryPollutant` back onto
 every station (`batch_write`, one set-based batch), append the audit entry and commit. Before each repetition the
-stations get a new hour of values (untimed), so every repetition writes real changes; on PostgreSQL a `VACUUM ANALYZE` follows
-(untimed), standing in for the autovacuum that these machines run without. Also timed, in the same
-repetition: the read and compute part alone (`network_aqi`) and the pure computation on data already in memory.
+stations get a new hour of values (untimed), so every repetition writes real changes; on PostgreSQL a
+`VACUUM ANALYZE` follows (untimed), standing in for the autovacuum these machines run without. Also timed, in the
+same repetition: the read and compute part alone (`network_aqi`) and the pure computation on data already in memory.
 
 Prints a table and appends a dated section to docs/performance.md (`--no-doc` to skip).
 """

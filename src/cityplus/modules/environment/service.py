@@ -275,7 +275,7 @@ def expanded_index_fragment(s: StationAqi, names: Mapping[str, str]) -> dict[str
         return None
     out: dict[str, Any] = {"id": f["id"], "type": [names[STATION_TYPE]]}
     for attr in ("airQualityIndex", "airQualityLevel", "primaryPollutant"):
-        out[names[attr]] = {(names[k] if k in names else k): v for k, v in f[attr].items()}
+        out[names[attr]] = {names.get(k, k): v for k, v in f[attr].items()}
     return out
 
 
