@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -16,9 +16,12 @@ from cityplus.modules.environment.schemas import (
     AreaPublic,
     NetworkPublic,
     StationPublic,
+    WarningIn,
+    WarningPublic,
     aqi_public,
     area_public,
     station_public,
+    warning_public,
 )
 
 CALCULATOR_PARAMS = frozenset({"edition", "period", "date", "so2_24h", *aqi.POLLUTANTS})
@@ -115,5 +118,39 @@ def router() -> APIRouter:
             raise Forbidden("only staff of 市环保局 (hbj) recompute the network's AQI",
                             errors=[{"field": "org", "message": f"{actor.org_code} is not an environment authority"}])
         return area_public(service.recompute(session, context_service.core_context(ctx), actor).city)
+
+    @r.post("/warnings", response_model=WarningPublic, status_code=201, operation_id="issue_weather_warning")
+    def issue_weather_warning(body: WarningIn, principal: Scoped("environment.warn"), session: DbSession,
+                              ctx: Ctx) -> WarningPublic:
+        """Issue a weather warning signal (暴雨 blue–red, 高温 yellow–red) as a WeatherAlert entity (市气象局)."""
+        spec = service.WarningSpec(signal=body.signal, level=body.level, area_name=body.area_name, area=body.area,
+                                   valid_from=body.valid_from, valid_to=body.valid_to, guidance_zh=body.guidance_zh,
+                                   guidance_en=body.guidance_en)
+        w = service.issue_warning(session, context_service.core_context(ctx), principal.actor, spec)
+        return warning_public(w, datetime.now(UTC))
+
+    @r.get("/warnings", response_model=list[WarningPublic], operation_id="list_weather_warnings",
+           dependencies=[PUBLIC_ROUTE])
+    def list_weather_warnings(session: DbSession, ctx: Ctx, all: Annotated[bool, Query(  # noqa: A002
+            description="also lifted and expired ones")] = False) -> list[WarningPublic]:
+        """Weather warning signals in force now, newest first (public)."""
+        now = datetime.now(UTC)
+        return [warning_public(w, now) for w in service.list_warnings(
+            session, context_service.core_context(ctx), in_force_only=not all, now=now)]
+
+    @r.get("/warnings/{warning_id}", response_model=WarningPublic, operation_id="get_weather_warning",
+           dependencies=[PUBLIC_ROUTE])
+    def get_weather_warning(warning_id: Annotated[str, Path(max_length=256)], session: DbSession, ctx: Ctx
+                            ) -> WarningPublic:
+        """One warning signal by its entity id (public)."""
+        return warning_public(service.get_warning(session, context_service.core_context(ctx), warning_id),
+                              datetime.now(UTC))
+
+    @r.post("/warnings/{warning_id}/lift", response_model=WarningPublic, operation_id="lift_weather_warning")
+    def lift_weather_warning(warning_id: Annotated[str, Path(max_length=256)], principal: Scoped("environment.warn"),
+                             session: DbSession, ctx: Ctx) -> WarningPublic:
+        """Lift (解除) a warning signal now (市气象局)."""
+        w = service.lift_warning(session, context_service.core_context(ctx), principal.actor, warning_id)
+        return warning_public(w, datetime.now(UTC))
 
     return r

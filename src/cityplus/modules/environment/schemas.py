@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from cityplus.api.schemas import Localized
+from cityplus.api.schemas import Localized, StrictModel
 from cityplus.modules.environment import aqi
 from cityplus.modules.environment.service import AreaAqi, EditionChoice, StationAqi
+from cityplus.modules.environment.weather import WeatherWarning
 
 
 class SubIndexPublic(BaseModel):
@@ -107,3 +109,43 @@ def area_public(a: AreaAqi) -> AreaPublic:
     return AreaPublic(name=a.name, stations_total=a.stations_total, stations_used=a.stations_used,
                       concentrations=a.concentrations,
                       aqi=aqi_public(a.result) if a.result else None)
+
+
+class WarningIn(StrictModel):
+    """A weather warning signal as 市气象局 issues it."""
+
+    signal: Literal["rainstorm", "high_temperature"]
+    level: Literal["blue", "yellow", "orange", "red"]
+    area_name: str = Field(min_length=1, max_length=64, description="e.g. 全市, 龙泉驿区")
+    area: dict[str, Any] = Field(description="GeoJSON Polygon or MultiPolygon (lon, lat) within Chengdu")
+    valid_from: dt.datetime = Field(description="with a time zone; at most 1 hour in the past")
+    valid_to: dt.datetime = Field(description="after valid_from, in the future, at most 72 hours later")
+    guidance_zh: str = Field(min_length=1, max_length=2000, description="防御指南")
+    guidance_en: str | None = Field(None, max_length=2000)
+
+
+class WarningPublic(BaseModel):
+    id: str
+    signal: str
+    level: str
+    name: Localized
+    severity: str
+    criterion: Localized
+    area_name: str
+    area: dict[str, Any]
+    valid_from: dt.datetime
+    valid_to: dt.datetime
+    issued_at: dt.datetime
+    status: str = Field(description="issued or lifted")
+    in_force: bool
+    guidance: dict[str, str]
+    issued_by: str | None
+
+
+def warning_public(w: WeatherWarning, now: dt.datetime) -> WarningPublic:
+    return WarningPublic(id=w.id, signal=w.signal, level=w.level, name=Localized(zh=w.name_zh, en=w.name_en),
+                         severity=w.severity, criterion=Localized(zh=w.criterion_zh, en=w.criterion_en),
+                         area_name=w.area_name, area=w.area, valid_from=w.valid_from, valid_to=w.valid_to,
+                         issued_at=w.issued_at, status=w.status, in_force=w.in_force(now),
+                         guidance={"zh": w.guidance_zh, **({"en": w.guidance_en} if w.guidance_en else {})},
+                         issued_by=w.issued_by)

@@ -20,7 +20,7 @@ from cityplus.core.audit import Actor
 from cityplus.core.errors import NotFound, Unprocessable
 from cityplus.modules.context import jsonld
 from cityplus.modules.context import service as context
-from cityplus.modules.environment import aqi
+from cityplus.modules.environment import aqi, weather
 from cityplus.modules.environment.aqi import AqiInputError, AqiResult, Edition
 
 CST = timezone(timedelta(hours=8))  # China Standard Time: the day an edition applies to
@@ -337,3 +337,13 @@ def upsert_stations(session: Session, active: jsonld.ActiveContext, actor: Actor
                  {"stations": len(expanded), "created": len(res.created)})
     return len(res.created)
 
+
+
+# --- weather warning signals (see weather.py) -------------------------------------------------------------
+
+WarningSpec = weather.WarningSpec
+WeatherWarning = weather.WeatherWarning
+issue_warning = weather.issue
+lift_warning = weather.lift
+get_warning = weather.get
+list_warnings = weather.list_warnings

@@ -1,0 +1,102 @@
+"""Weather warning signals: issued by 市气象局 staff, validated, audited, published as WeatherAlert entities."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+URL = "/api/v1/environment/warnings"
+# Roughly the central city (lon, lat), a closed ring.
+CITY = {"type": "Polygon", "coordinates": [[[103.9, 30.5], [104.2, 30.5], [104.2, 30.8], [103.9, 30.8],
+                                            [103.9, 30.5]]]}
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    b: dict[str, Any] = {"signal": "rainstorm", "level": "red", "area_name": "中心城区", "area": CITY,
+                         "valid_from": now.isoformat(), "valid_to": (now + timedelta(hours=6)).isoformat(),
+                         "guidance_zh": "停止集会、停课、停业（除特殊行业外）；做好山洪、滑坡、泥石流等灾害的防御和抢险工作。",
+                         "guidance_en": "Stop gatherings, classes and business; prepare for floods and landslides."}
+    b.update(changes)
+    return b
+
+
+@pytest.fixture
+def forecaster(make_user, token_for) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return token_for(make_user("department_staff", org="qxj"))
+
+
+async def _alerts(client, headers) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    r = await client.get("/ngsi-ld/v1/entities", params={"type": "WeatherAlert"}, headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def test_issue_list_and_lift_a_rainstorm_red_warning(client, forecaster, make_user, token_for) -> None:  # type: ignore[no-untyped-def]
+    r = await client.post(URL, json=body(), headers=forecaster)
+    assert r.status_code == 201, r.text
+    w = r.json()
+    assert w["name"] == {"zh": "暴雨红色预警信号", "en": "rainstorm warning, red"} and w["severity"] == "critical"
+    assert "100毫米" in w["criterion"]["zh"] and w["in_force"] and w["status"] == "issued"
+    assert w["issued_by"] == "qxj" and w["area"] == CITY
+    # published as a WeatherAlert entity in the context broker
+    [entity] = await _alerts(client, forecaster)
+    assert entity["id"] == w["id"] and entity["subCategory"]["value"] == "rainfall"
+    assert entity["location"]["value"]["type"] == "Polygon" and entity["category"]["value"] == "weather"
+    # public list and detail
+    listed = (await client.get(URL)).json()
+    assert [x["id"] for x in listed] == [w["id"]]
+    assert (await client.get(f"{URL}/{w['id']}")).json()["guidance"]["en"].startswith("Stop gatherings")
+    # lift it
+    r = await client.post(f"{URL}/{w['id']}/lift", headers=forecaster)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "lifted" and not r.json()["in_force"]
+    assert (await client.get(URL)).json() == []
+    assert [x["status"] for x in (await client.get(URL, params={"all": "true"})).json()] == ["lifted"]
+    assert (await client.post(f"{URL}/{w['id']}/lift", headers=forecaster)).status_code == 409
+    audit = (await client.get("/api/v1/audit", headers=token_for(make_user("platform_admin")))).text
+    assert "environment.warning_issued" in audit and "environment.warning_lifted" in audit
+
+
+async def test_only_the_meteorological_bureau_issues(client, make_user, token_for) -> None:  # type: ignore[no-untyped-def]
+    assert (await client.post(URL, json=body())).status_code == 401
+    assert (await client.post(URL, json=body(), headers=token_for(make_user("citizen")))).status_code == 403
+    r = await client.post(URL, json=body(), headers=token_for(make_user("department_staff", org="hbj")))
+    assert r.status_code == 403 and "市气象局" in r.json()["detail"]
+    assert (await client.post(URL, json=body(), headers=token_for(make_user("platform_admin")))).status_code == 201
+
+
+@pytest.mark.parametrize(("changes", "field"), [
+    ({"signal": "high_temperature", "level": "blue"}, "level"),  # 高温 has no blue signal
+    ({"signal": "typhoon"}, "body.signal"),
+    ({"area": {"type": "Point", "coordinates": [104.06, 30.66]}}, "area.type"),
+    ({"area": {"type": "Polygon", "coordinates": [[[103.9, 30.5], [104.2, 30.5], [104.2, 30.8], [103.9, 30.8]]]}},
+     "area.coordinates"),  # not closed
+    ({"area": {"type": "Polygon", "coordinates": [[[103.9, 30.5], [104.2, 30.8], [104.2, 30.5], [103.9, 30.8],
+                                                   [103.9, 30.5]]]}}, "area"),  # a bow tie: self-intersecting
+    ({"area": {"type": "Polygon", "coordinates": [[[30.5, 103.9], [30.5, 104.2], [30.8, 104.2], [30.8, 103.9],
+                                                   [30.5, 103.9]]]}}, "area"),  # lat, lon swapped
+    ({"area": {"type": "Polygon", "coordinates": [[[103.9, "x"], [104.2, 30.5], [104.2, 30.8], [103.9, 30.5]]]}},
+     "area.coordinates"),
+    ({"valid_to": (datetime.now(UTC) - timedelta(hours=1)).isoformat()}, "valid_to"),
+    ({"valid_to": (datetime.now(UTC) + timedelta(hours=80)).isoformat()}, "valid_to"),
+    ({"valid_from": (datetime.now(UTC) - timedelta(hours=3)).isoformat()}, "valid_from"),
+    ({"valid_from": "2026-11-25T08:00:00"}, "valid_from"),  # no time zone
+    ({"guidance_zh": "   "}, "body.guidance_zh"),
+    ({"colour": "red"}, "body.colour"),
+])
+async def test_bad_warnings_are_422_and_write_nothing(client, forecaster, changes, field) -> None:  # type: ignore[no-untyped-def]
+    r = await client.post(URL, json=body(**changes), headers=forecaster)
+    assert r.status_code == 422, r.text
+    assert any(e["field"] == field for e in r.json()["errors"]), r.json()
+    assert await _alerts(client, forecaster) == []
+
+
+async def test_high_temperature_levels(client, forecaster) -> None:  # type: ignore[no-untyped-def]
+    r = await client.post(URL, json=body(signal="high_temperature", level="orange", area_name="全市"),
+                          headers=forecaster)
+    assert r.status_code == 201, r.text
+    assert r.json()["name"]["zh"] == "高温橙色预警信号" and "37℃" in r.json()["criterion"]["zh"]
+    assert (await client.get(f"{URL}/urn:ngsi-ld:WeatherAlert:nope")).status_code == 404
