@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,8 +58,19 @@ async def test_issue_list_and_lift_a_rainstorm_red_warning(client, forecaster, m
     assert (await client.get(URL)).json() == []
     assert [x["status"] for x in (await client.get(URL, params={"all": "true"})).json()] == ["lifted"]
     assert (await client.post(f"{URL}/{w['id']}/lift", headers=forecaster)).status_code == 409
-    audit = (await client.get("/api/v1/audit", headers=token_for(make_user("platform_admin")))).text
+    admin = token_for(make_user("platform_admin"))
+    audit = (await client.get("/api/v1/audit", headers=admin)).text
     assert "environment.warning_issued" in audit and "environment.warning_lifted" in audit
+    # both events reach the journal (through the outbox relay)
+    names: set[str] = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(names) < 2:
+        page = (await client.get("/api/v1/events", headers=admin)).json()
+        items = page["items"] if isinstance(page, dict) else page
+        names = {e["name"] for e in items if e["name"].startswith("environment.")
+                 and w["id"] in str(e)}
+        await asyncio.sleep(0.1)
+    assert names == {"environment.weather_warning_issued", "environment.weather_warning_lifted"}
 
 
 async def test_only_the_meteorological_bureau_issues(client, make_user, token_for) -> None:  # type: ignore[no-untyped-def]
@@ -100,3 +113,17 @@ async def test_high_temperature_levels(client, forecaster) -> None:  # type: ign
     assert r.status_code == 201, r.text
     assert r.json()["name"]["zh"] == "高温橙色预警信号" and "37℃" in r.json()["criterion"]["zh"]
     assert (await client.get(f"{URL}/urn:ngsi-ld:WeatherAlert:nope")).status_code == 404
+
+
+async def test_warnings_in_force_show_on_the_air_quality_page(client, browser, forecaster) -> None:  # type: ignore[no-untyped-def]
+    from tests.web.test_accessibility import problems_of
+
+    assert "暴雨" not in (await browser.get("/environment/air")).text
+    assert (await client.post(URL, json=body(level="orange"), headers=forecaster)).status_code == 201
+    r = await browser.get("/environment/air")
+    assert "生效中的气象灾害预警" in r.text and "暴雨橙色预警信号" in r.text and "warning-orange" in r.text
+    assert "停止集会" in r.text and problems_of(r.text) == []
+    browser.cookies.set("cityplus_locale", "en")
+    r = await browser.get("/environment/air")
+    assert "Weather warnings in force" in r.text and "rainstorm warning, orange" in r.text
+    assert "Stop gatherings" in r.text

@@ -71,8 +71,10 @@ def router() -> APIRouter:
 
     @r.get("/air", response_class=HTMLResponse)
     def air_now(request: Request, _: PublicPage, session: DbSession, ctx: Ctx) -> HTMLResponse:
-        """Current real-time AQI of the city, its districts and its stations."""
-        network = service.network_aqi(session, context_service.core_context(ctx))
-        return render(request, "environment/air.html", {"network": network, "labels": FIELD_LABELS})
+        """Weather warning signals in force, and the real-time AQI of the city, its districts and its stations."""
+        active = context_service.core_context(ctx)
+        network = service.network_aqi(session, active)
+        return render(request, "environment/air.html", {"network": network, "labels": FIELD_LABELS,
+                                                        "warnings": service.list_warnings(session, active)})
 
     return r
