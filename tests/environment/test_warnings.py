@@ -19,7 +19,7 @@ def body(**changes: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     b: dict[str, Any] = {"signal": "rainstorm", "level": "red", "area_name": "中心城区", "area": CITY,
                          "valid_from": now.isoformat(), "valid_to": (now + timedelta(hours=6)).isoformat(),
-                         "guidance_zh": "停止集会、停课、停业（除特殊行业外）；做好山洪、滑坡、泥石流等灾害的防御和抢险工作。",
+                         "guidance_zh": "停止集会、停课、停业（除特殊行业外）；做好山洪、滑坡、泥石流等灾害的防御。",
                          "guidance_en": "Stop gatherings, classes and business; prepare for floods and landslides."}
     b.update(changes)
     return b
