@@ -50,7 +50,7 @@ async def test_calculator_footnotes_and_empty_fields(client) -> None:  # type: i
     ({"pm25": "-1"}, "pm25"), ({"pm25": "nan"}, "pm25"), ({"pm25": "inf"}, "pm25"), ({"pm25": "abc"}, "pm25"),
     ({"edition": "2013", "pm25": "1"}, "edition"), ({"period": "weekly", "pm25": "1"}, "period"),
     ({}, "pollutants"), ({"pm2.5": "10"}, "query.pm2.5"), ({"date": "2026-13-01", "pm25": "1"}, "query.date"),
-    ({"edition": "2026", "period": "daily", "o3": "100"}, "o3"), ({"so2": "1", "so2_24h": "-3"}, "so2")])
+    ({"edition": "2026", "period": "daily", "o3": "100"}, "o3"), ({"so2": "1", "so2_24h": "-3"}, "so2_24h")])
 async def test_calculator_bad_input_is_422_naming_the_field(client, params, field) -> None:  # type: ignore[no-untyped-def]
     r = await client.get(URL, params=params)
     assert r.status_code == 422, r.text
@@ -140,3 +140,15 @@ def test_expanded_fragment_is_what_expand_compact_gives(ctx) -> None:  # type: i
     compact = service.index_fragment(station)
     assert compact is not None and compact["primaryPollutant"]["value"] == ["pm25"]
     assert service.expanded_index_fragment(station, names) == context.expand_compact(compact, active)
+
+
+def test_stations_are_assessed_with_the_edition_of_their_day(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Data of 2026-02-28 (China time) is assessed with HJ 633—2012, of 2026-03-01 with HJ 633—2026."""
+    active = context.core_context(ctx)
+    for observed, edition in ((datetime(2026, 2, 28, 8, tzinfo=UTC), "2012"),
+                              (datetime(2026, 2, 28, 16, 30, tzinfo=UTC), "2026")):  # 00:30 on 1 March in Chengdu
+        _load(ctx, observed)
+        with ctx.db.session(readonly=True) as session:
+            n = service.network_aqi(session, active, now=observed + timedelta(minutes=20))
+        assert {s.result.edition for s in n.stations if s.result} == {edition}
+        assert n.edition == edition and n.city.result is not None and n.city.result.edition == edition

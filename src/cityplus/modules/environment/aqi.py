@@ -211,7 +211,8 @@ def _interpolate(c: Fraction | float, bps: tuple[float | None, ...]) -> tuple[Fr
     return i_lo + Fraction(i_hi - i_lo, span) * (exact - lo_i), False
 
 
-def _check(pollutant: str, value: object) -> float:
+def check_concentration(pollutant: str, value: object) -> float:
+    """A concentration of one item as a float: a finite number, ≥ 0, plausible; AqiInputError otherwise."""
     if pollutant not in POLLUTANTS:
         raise AqiInputError(pollutant, f"unknown item; use one of {', '.join(POLLUTANTS)}")
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -271,7 +272,7 @@ def compute(concentrations: Mapping[str, object], *, edition: Edition, period: P
         raise AqiInputError("edition", f"unknown edition {edition!r}; use 2026 or 2012")
     if period not in PERIODS:
         raise AqiInputError("period", f"unknown period {period!r}; use hourly or daily")
-    values = {p: _check(p, v) for p, v in concentrations.items() if v is not None}
+    values = {p: check_concentration(p, v) for p, v in concentrations.items() if v is not None}
     if not values:
         raise AqiInputError("pollutants", f"give at least one concentration ({', '.join(POLLUTANTS)})")
     if edition == "2026" and period == "daily" and "o3" in values:
@@ -279,7 +280,7 @@ def compute(concentrations: Mapping[str, object], *, edition: Edition, period: P
                                   "(o3_8h); 1-hour limits are used only in hourly reports")
     others: dict[str, float] = dict(values)
     if so2_24h is not None:
-        others["so2_24h"] = _check("so2", so2_24h)
+        others["so2_24h"] = check_concentration("so2", so2_24h)
     subs = [_sub_index(p, values[p], edition, period, others)[0] for p in POLLUTANTS if p in values]
     indexed = [s for s in subs if s.iaqi is not None]
     if not indexed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -47,7 +48,7 @@ def values(rng: random.Random, factor: float = 1.0) -> dict[str, float]:
             "o3": round(rng.uniform(15, 80)), "co": round(rng.uniform(0.5, 1.3) * factor, 1)}
 
 
-def entities(now: datetime | None = None, seed: int = 2026) -> list[dict]:  # type: ignore[type-arg]
+def entities(now: datetime | None = None, seed: int = 2026) -> list[dict[str, Any]]:
     """The demo stations with values observed at the start of the current hour."""
     at = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
     rng = random.Random(seed)

@@ -62,7 +62,10 @@ def parse_concentration(field: str, raw: str | None) -> float | None:
         value = float(raw.strip())
     except ValueError:
         raise AqiInputError(field, f"{raw[:32]!r} is not a number") from None
-    return aqi._check("so2" if field == "so2_24h" else field, value)
+    try:
+        return aqi.check_concentration("so2" if field == "so2_24h" else field, value)
+    except AqiInputError as exc:
+        raise AqiInputError(field, exc.message) from None
 
 
 def calculate(concentrations: Mapping[str, float | None], *, edition: str | None, period: str,
@@ -168,8 +171,9 @@ def read_stations(session: Session, active: jsonld.ActiveContext, *, tenant: str
 
 
 def station_aqi(entity_id: str, attrs: Mapping[str, Any], terms: Mapping[str, str], *, now: datetime,
-                edition: Edition) -> StationAqi:
-    """Real-time (hourly) AQI of one station from its expanded attributes."""
+                edition: Edition | None = None) -> StationAqi:
+    """Real-time (hourly) AQI of one station from its expanded attributes, with `edition` or else the edition in
+    force on the day (China time) of its newest value."""
     concentrations: dict[str, float] = {}
     observed: list[datetime] = []
     for p in STATION_POLLUTANTS:
@@ -184,6 +188,8 @@ def station_aqi(entity_id: str, attrs: Mapping[str, Any], terms: Mapping[str, st
         if when is not None:
             observed.append(when)
     at = max(observed) if observed else _when(_value(attrs, terms["dateObserved"]))
+    if edition is None:
+        edition = aqi.edition_for((at or now).astimezone(CST).date())
     result = aqi.compute(concentrations, edition=edition, period="hourly") if concentrations else None
     loc = _value(attrs, terms["location"])
     point = None
@@ -219,8 +225,7 @@ def network_aqi(session: Session, active: jsonld.ActiveContext, *, tenant: str |
     now = now or datetime.now(UTC)
     edition = aqi.edition_for(now.astimezone(CST).date())
     terms = _terms(active)
-    stations = [station_aqi(eid, attrs, terms, now=now, edition=edition)
-                for eid, attrs in read_stations(session, active, tenant=tenant)]
+    stations = [station_aqi(eid, attrs, terms, now=now) for eid, attrs in read_stations(session, active, tenant=tenant)]
     return _network(stations, now, edition)
 
 
