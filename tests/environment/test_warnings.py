@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -127,3 +127,44 @@ async def test_warnings_in_force_show_on_the_air_quality_page(client, browser, f
     r = await browser.get("/environment/air")
     assert "Weather warnings in force" in r.text and "rainstorm warning, orange" in r.text
     assert "Stop gatherings" in r.text
+
+
+async def test_issue_and_lift_through_the_portal_form(browser, make_user) -> None:  # type: ignore[no-untyped-def]
+    from tests.web.helpers import csrf_of, sign_in
+    from tests.web.test_accessibility import problems_of
+
+    r = await browser.get("/environment/warnings/new")
+    assert r.status_code == 303 and "/login" in r.headers["location"]
+    staff = make_user("department_staff", org="qxj")
+    await sign_in(browser, staff.username, staff.password)
+    r = await browser.get("/environment/warnings/new")
+    assert r.status_code == 200 and "发布气象灾害预警信号" in r.text and problems_of(r.text) == []
+    form = {"csrf_token": csrf_of(r.text), "signal": "high_temperature", "level": "blue", "area_name": "全市",
+            "area": '{"type": "Polygon", "coordinates": [[[103.9, 30.5], [104.2, 30.5], [104.2, 30.8], [103.9, 30.8],'
+                    ' [103.9, 30.5]]]}',
+            "valid_from": datetime.now(UTC).astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%dT%H:%M"),
+            "valid_to": (datetime.now(UTC) + timedelta(hours=30)).astimezone(timezone(timedelta(hours=8)))
+            .strftime("%Y-%m-%dT%H:%M"), "guidance_zh": "注意防暑降温。", "guidance_en": ""}
+    r = await browser.post("/environment/warnings", data=form)  # 高温 has no blue level
+    assert r.status_code == 422 and "高温没有蓝色预警" in r.text and problems_of(r.text) == []
+    r = await browser.post("/environment/warnings", data=form | {"area": "{not json"})
+    assert r.status_code == 422 and 'href="#area"' in r.text
+    r = await browser.post("/environment/warnings", data=form | {"level": "yellow"})
+    assert r.status_code == 303 and r.headers["location"] == "/environment/air?notice=warning_issued"
+    page = await browser.get(r.headers["location"])
+    assert "预警信号已发布。" in page.text and "高温黄色预警信号" in page.text and "注意防暑降温。" in page.text
+    warning_id = (await browser.get(URL)).json()[0]["id"]
+    r = await browser.post("/environment/warnings/lift", data={"csrf_token": csrf_of(page.text),
+                                                               "warning_id": warning_id})
+    assert r.status_code == 303
+    assert "高温黄色预警信号" not in (await browser.get("/environment/air")).text
+
+
+async def test_the_form_is_for_the_meteorological_bureau_only(browser, make_user) -> None:  # type: ignore[no-untyped-def]
+    from tests.web.helpers import sign_in
+
+    other = make_user("department_staff", org="hbj")
+    await sign_in(browser, other.username, other.password)
+    r = await browser.get("/environment/warnings/new")
+    assert r.status_code == 403
+    assert "/environment/warnings/new" not in (await browser.get("/environment/air")).text
