@@ -129,6 +129,7 @@ def test_footnote_b_so2_hourly_above_800() -> None:
     r = compute({"so2": 900}, edition="2012", period="hourly", so2_24h=150)
     assert r.iaqi("so2") == 100 and r.sub_indices[0].note == "so2_1h_above_800"
     assert compute({"so2": 5000}, edition="2026", period="hourly").aqi == 200
+    assert compute({"so2": 5000}, edition="2012", period="hourly", so2_24h=3000).aqi == 500
     # daily SO2 uses the 24-hour column, which goes on to 2620
     assert compute({"so2": 900}, edition="2012", period="daily").aqi == round(200 + Fraction(100, 800) * 100)
 

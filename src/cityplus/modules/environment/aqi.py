@@ -244,6 +244,8 @@ def _sub_index(pollutant: str, value: float, edition: Edition, period: Period,
             raw = Fraction(200)
         elif "so2_24h" in others:
             raw, _ = _interpolate(others["so2_24h"], breakpoints("so2", "24h", edition))
+            if raw is None:  # the 24-hour value is beyond its own table too
+                raw = Fraction(500)
     elif beyond and pollutant == "o3_8h":
         # Footnote (c): O3 8-hour mean above 800 µg/m³.
         note = "o3_8h_above_800"
