@@ -8,6 +8,7 @@ each station's index back onto its entity.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -29,6 +30,7 @@ STATION_POLLUTANTS = ("so2", "no2", "co", "o3", "pm10", "pm25")  # what the stat
 STALE_AFTER = timedelta(hours=3)  # a station whose newest value is older is "not current" and left out of aggregates
 PAGE = 1000
 CITY_NAME = {"zh": "成都市", "en": "Chengdu"}
+NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 BACKGROUND = "background"  # monitoringPointType of control points (对照点), not part of the city's assessment
 
 
@@ -58,10 +60,9 @@ def parse_concentration(field: str, raw: str | None) -> float | None:
     """A concentration from a query string or form: empty means not given; otherwise a finite number ≥ 0."""
     if raw is None or not raw.strip():
         return None
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise AqiInputError(field, f"{raw[:32]!r} is not a number") from None
+    if not NUMBER.fullmatch(raw.strip()):  # plain decimals only: float() would also take 1_000, nan, inf
+        raise AqiInputError(field, f"{raw[:32]!r} is not a number")
+    value = float(raw.strip())
     try:
         return aqi.check_concentration("so2" if field == "so2_24h" else field, value)
     except AqiInputError as exc:
