@@ -153,3 +153,29 @@ def test_stations_are_assessed_with_the_edition_of_their_day(ctx) -> None:  # ty
             n = service.network_aqi(session, active, now=observed + timedelta(minutes=20))
         assert {s.result.edition for s in n.stations if s.result} == {edition}
         assert n.edition == edition and n.city.result is not None and n.city.result.edition == edition
+
+
+async def test_a_site_reported_twice_counts_once(client, ctx) -> None:  # type: ignore[no-untyped-def]
+    """The device gateway's simulated fleet reports six of the demo sites too (灵岩寺 among them, without saying it
+    is a control point): aggregates count each site once, with its newest values, as a control point if either
+    entity says so."""
+    now = datetime.now(UTC)
+    _load(ctx, now - timedelta(minutes=30))
+    twin = {"id": "urn:ngsi-ld:AirQualityObserved:sim-aq-006", "type": "AirQualityObserved",
+            "name": {"type": "Property", "value": "灵岩寺"}, "areaServed": {"type": "Property", "value": "都江堰市"},
+            "pm25": {"type": "Property", "value": 400, "unitCode": "GQ", "observedAt": now.isoformat()}}
+    twin_jq = dict(twin, id="urn:ngsi-ld:AirQualityObserved:sim-aq-001",
+                   name={"type": "Property", "value": "金泉两河"}, areaServed={"type": "Property", "value": "金牛区"},
+                   pm25={"type": "Property", "value": 200, "unitCode": "GQ", "observedAt": now.isoformat()})
+    with ctx.db.session() as session:
+        service.upsert_stations(session, context.core_context(ctx), Actor.system("test"), [twin, twin_jq])
+    body = (await client.get("/api/v1/environment/air")).json()
+    assert len(body["stations"]) == len(demo.STATIONS) + 2  # every entity is listed
+    urban_sites = len(demo.STATIONS) - 1
+    assert body["city"]["stations_total"] == urban_sites  # the 灵岩寺 twin is still the control point
+    pm25 = {s["id"]: s["concentrations"].get("pm25") for s in body["stations"]}
+    others = [v for k, v in pm25.items() if k.startswith("urn:ngsi-ld:AirQualityObserved:chengdu-")
+              and not k.endswith(("jinquanlianghe", "lingyansi"))]
+    assert body["city"]["concentrations"]["pm25"] == pytest.approx((sum(others) + 200) / urban_sites)
+    jinniu = (await client.get("/api/v1/environment/air/districts/金牛区")).json()
+    assert jinniu["stations_total"] == 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -230,12 +230,29 @@ def network_aqi(session: Session, active: jsonld.ActiveContext, *, tenant: str |
     return _network(stations, now, edition)
 
 
-def _network(stations: list[StationAqi], now: datetime, edition: Edition) -> NetworkAqi:
-    by_district: dict[str, list[StationAqi]] = {}
+def distinct_sites(stations: Sequence[StationAqi]) -> list[StationAqi]:
+    """One entry per site (name and district): a site reported by two entities — the demo stations and the device
+    gateway's simulated fleet share six sites — counts once in aggregates, with its newest current values, and as
+    a control point if either entity says so."""
+    by_site: dict[tuple[str, str], list[StationAqi]] = {}
     for s in stations:
+        by_site.setdefault((s.name, s.district), []).append(s)
+    out = []
+    for group in by_site.values():
+        best = max(group, key=lambda s: (s.current, s.observed_at or datetime.min.replace(tzinfo=UTC)))
+        if best.point_type != BACKGROUND and any(s.point_type == BACKGROUND for s in group):
+            best = replace(best, point_type=BACKGROUND)
+        out.append(best)
+    return out
+
+
+def _network(stations: list[StationAqi], now: datetime, edition: Edition) -> NetworkAqi:
+    sites = distinct_sites(stations)
+    by_district: dict[str, list[StationAqi]] = {}
+    for s in sites:
         by_district.setdefault(s.district or "—", []).append(s)
     districts = [aggregate(d, group, edition=edition) for d, group in sorted(by_district.items())]
-    city = aggregate(CITY_NAME["zh"], [s for s in stations if s.point_type != BACKGROUND], edition=edition)
+    city = aggregate(CITY_NAME["zh"], [s for s in sites if s.point_type != BACKGROUND], edition=edition)
     return NetworkAqi(computed_at=now, edition=edition, stations=stations, districts=districts, city=city)
 
 
