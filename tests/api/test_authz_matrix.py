@@ -12,7 +12,8 @@ from cityplus.api.deps import route_access
 from cityplus.api.routes import route_table
 from cityplus.core.modules import ROLES
 
-PARAM_VALUES = {"code": "fgw", "number": "1", "n": "1", "user_id": "1", "token_id": "999999"}
+PARAM_VALUES = {"code": "fgw", "number": "1", "n": "1", "user_id": "1", "token_id": "999999",
+                "district": "武侯区", "station_id": "urn:ngsi-ld:AirQualityObserved:chengdu-sanwayao"}
 
 
 def _fill(path: str) -> str:

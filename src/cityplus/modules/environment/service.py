@@ -1,0 +1,372 @@
+"""The environment module's public interface: the AQI calculator and the air-quality monitoring network.
+
+Stations are `AirQualityObserved` entities (FIWARE Smart Data Models) in the context broker, one per station,
+holding the station's latest hourly concentrations (as the device gateway writes them). This module reads them
+through the broker's in-process service, computes the real-time AQI per station, district (区) and city, and writes
+each station's index back onto its entity.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from cityplus.core import audit
+from cityplus.core.audit import Actor
+from cityplus.core.errors import NotFound, Unprocessable
+from cityplus.modules.context import jsonld
+from cityplus.modules.context import service as context
+from cityplus.modules.environment import aqi, weather
+from cityplus.modules.environment.aqi import AqiInputError, AqiResult, Edition
+
+CST = timezone(timedelta(hours=8))  # China Standard Time: the day an edition applies to
+STATION_TYPE = "AirQualityObserved"
+STATION_POLLUTANTS = ("so2", "no2", "co", "o3", "pm10", "pm25")  # what the stations measure (hourly means)
+STALE_AFTER = timedelta(hours=3)  # a station whose newest value is older is "not current" and left out of aggregates
+PAGE = 1000
+CITY_NAME = {"zh": "成都市", "en": "Chengdu"}
+NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+BACKGROUND = "background"  # monitoringPointType of control points (对照点), not part of the city's assessment
+
+
+# --- the calculator ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EditionChoice:
+    """The edition a calculation used and why: asked for, or chosen by the date the data belongs to."""
+
+    edition: Edition
+    source: str  # "requested" | "date"
+    day: date | None
+
+
+def choose_edition(edition: str | None, day: date | None = None, *, now: datetime | None = None) -> EditionChoice:
+    """The requested edition, else the one in force on `day` (today in China when none is given)."""
+    if edition is not None:
+        if edition not in aqi.EDITIONS:
+            raise AqiInputError("edition", f"unknown edition {edition!r}; use 2026 or 2012")
+        return EditionChoice(edition, "requested", day)  # type: ignore[arg-type]
+    day = day or (now or datetime.now(UTC)).astimezone(CST).date()
+    return EditionChoice(aqi.edition_for(day), "date", day)
+
+
+def parse_concentration(field: str, raw: str | None) -> float | None:
+    """A concentration from a query string or form: empty means not given; otherwise a finite number ≥ 0."""
+    if raw is None or not raw.strip():
+        return None
+    if not NUMBER.fullmatch(raw.strip()):  # plain decimals only: float() would also take 1_000, nan, inf
+        raise AqiInputError(field, f"{raw[:32]!r} is not a number")
+    value = float(raw.strip())
+    try:
+        return aqi.check_concentration("so2" if field == "so2_24h" else field, value)
+    except AqiInputError as exc:
+        raise AqiInputError(field, exc.message) from None
+
+
+def calculate(concentrations: Mapping[str, float | None], *, edition: str | None, period: str,
+              day: date | None = None, so2_24h: float | None = None) -> tuple[EditionChoice, AqiResult]:
+    """The calculator: choose the edition (or take the requested one) and compute. Raises Unprocessable."""
+    try:
+        choice = choose_edition(edition, day)
+        if period not in aqi.PERIODS:
+            raise AqiInputError("period", f"unknown period {period!r}; use hourly or daily")
+        result = aqi.compute({k: v for k, v in concentrations.items() if v is not None}, edition=choice.edition,
+                             period=period, so2_24h=so2_24h)  # type: ignore[arg-type]
+    except AqiInputError as exc:
+        raise invalid(exc) from None
+    return choice, result
+
+
+def invalid(exc: AqiInputError) -> Unprocessable:
+    return Unprocessable(str(exc), errors=[{"field": exc.field, "message": exc.message}])
+
+
+# --- the monitoring network ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StationAqi:
+    """Real-time AQI of one station from its latest values."""
+
+    entity_id: str
+    name: str
+    name_en: str
+    district: str
+    point_type: str  # urban | background
+    location: tuple[float, float] | None  # lon, lat
+    observed_at: datetime | None
+    current: bool  # observed within STALE_AFTER of now
+    concentrations: dict[str, float]
+    result: AqiResult | None  # None when the station has no usable value
+
+
+@dataclass(frozen=True)
+class AreaAqi:
+    """Real-time AQI of a district or the city from the mean concentrations of its current stations."""
+
+    name: str
+    stations_total: int
+    stations_used: int
+    concentrations: dict[str, float]
+    result: AqiResult | None
+
+
+@dataclass(frozen=True)
+class NetworkAqi:
+    """The whole network at one moment: stations, districts and the city."""
+
+    computed_at: datetime
+    edition: Edition
+    stations: list[StationAqi]
+    districts: list[AreaAqi]
+    city: AreaAqi
+
+
+def _terms(active: jsonld.ActiveContext) -> dict[str, str]:
+    names = (*STATION_POLLUTANTS, "name", "alternateName", "areaServed", "location", "dateObserved",
+             "monitoringPointType", "airQualityIndex", "airQualityLevel", "primaryPollutant")
+    return {n: active.expand_term(n) for n in names}
+
+
+def _default_instance(attr: Any) -> dict[str, Any] | None:
+    for inst in context.instances(attr):
+        if isinstance(inst, dict) and "datasetId" not in inst:
+            return inst
+    return None
+
+
+def _value(attrs: Mapping[str, Any], iri: str) -> Any:
+    inst = _default_instance(attrs.get(iri)) if iri in attrs else None
+    if inst is None:
+        return None
+    return inst.get("value", inst.get("@value"))
+
+
+def _when(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def read_stations(session: Session, active: jsonld.ActiveContext, *, tenant: str | None = None
+                  ) -> list[tuple[str, dict[str, Any]]]:
+    """Every AirQualityObserved entity of the tenant as (id, expanded attributes), in storage order."""
+    query = context.EntityQuery(types=context.TypeExpr(((active.expand_term(STATION_TYPE),),)), limit=PAGE)
+    out: list[tuple[str, dict[str, Any]]] = []
+    while True:
+        page, _ = context.query_entities(session, tenant, query)
+        out.extend((e.entity_id, e.attrs) for e in page)
+        if len(page) < PAGE:
+            return out
+        query.offset += PAGE
+
+
+def station_aqi(entity_id: str, attrs: Mapping[str, Any], terms: Mapping[str, str], *, now: datetime,
+                edition: Edition | None = None) -> StationAqi:
+    """Real-time (hourly) AQI of one station from its expanded attributes, with `edition` or else the edition in
+    force on the day (China time) of its newest value."""
+    concentrations: dict[str, float] = {}
+    observed: list[datetime] = []
+    for p in STATION_POLLUTANTS:
+        inst = _default_instance(attrs[terms[p]]) if terms[p] in attrs else None
+        if inst is None:
+            continue
+        v = inst.get("value")
+        if isinstance(v, bool) or not isinstance(v, int | float) or v != v or v < 0 or v > aqi.MAX_CONCENTRATION:
+            continue  # a broken reading never makes an index (the gateway files such messages as dead letters)
+        concentrations[p] = float(v)
+        when = _when(inst.get("observedAt"))
+        if when is not None:
+            observed.append(when)
+    at = max(observed) if observed else _when(_value(attrs, terms["dateObserved"]))
+    if edition is None:
+        edition = aqi.edition_for((at or now).astimezone(CST).date())
+    result = aqi.compute(concentrations, edition=edition, period="hourly") if concentrations else None
+    loc = _value(attrs, terms["location"])
+    point = None
+    if isinstance(loc, dict) and loc.get("type") == "Point" and isinstance(loc.get("coordinates"), list):
+        lon, lat = loc["coordinates"][:2]
+        point = (float(lon), float(lat))
+    name = _value(attrs, terms["name"])
+    return StationAqi(
+        entity_id=entity_id, name=str(name) if name else entity_id,
+        name_en=str(_value(attrs, terms["alternateName"]) or name or entity_id),
+        district=str(_value(attrs, terms["areaServed"]) or ""),
+        point_type=str(_value(attrs, terms["monitoringPointType"]) or "urban"), location=point, observed_at=at,
+        current=at is not None and now - STALE_AFTER <= at <= now + timedelta(minutes=10),
+        concentrations=concentrations, result=result)
+
+
+def aggregate(name: str, stations: Sequence[StationAqi], *, edition: Edition) -> AreaAqi:
+    """AQI of an area: per pollutant, the arithmetic mean over its current stations (HJ 663—2013), then HJ 633."""
+    used = [s for s in stations if s.current and s.concentrations]
+    means: dict[str, float] = {}
+    for p in STATION_POLLUTANTS:
+        values = [s.concentrations[p] for s in used if p in s.concentrations]
+        if values:
+            means[p] = sum(values) / len(values)
+    result = aqi.compute(means, edition=edition, period="hourly") if means else None
+    return AreaAqi(name=name, stations_total=len(stations), stations_used=len(used), concentrations=means,
+                   result=result)
+
+
+def network_aqi(session: Session, active: jsonld.ActiveContext, *, tenant: str | None = None,
+                now: datetime | None = None) -> NetworkAqi:
+    """Current real-time AQI of every station, of each district and of the city (urban stations only)."""
+    now = now or datetime.now(UTC)
+    edition = aqi.edition_for(now.astimezone(CST).date())
+    terms = _terms(active)
+    stations = [station_aqi(eid, attrs, terms, now=now) for eid, attrs in read_stations(session, active, tenant=tenant)]
+    return _network(stations, now, edition)
+
+
+def distinct_sites(stations: Sequence[StationAqi]) -> list[StationAqi]:
+    """One entry per site (name and district): a site reported by two entities — the demo stations and the device
+    gateway's simulated fleet share six sites — counts once in aggregates, with its newest current values, and as
+    a control point if either entity says so."""
+    by_site: dict[tuple[str, str], list[StationAqi]] = {}
+    for s in stations:
+        by_site.setdefault((s.name, s.district), []).append(s)
+    out = []
+    for group in by_site.values():
+        best = max(group, key=lambda s: (s.current, s.observed_at or datetime.min.replace(tzinfo=UTC)))
+        if best.point_type != BACKGROUND and any(s.point_type == BACKGROUND for s in group):
+            best = replace(best, point_type=BACKGROUND)
+        out.append(best)
+    return out
+
+
+def _network(stations: list[StationAqi], now: datetime, edition: Edition) -> NetworkAqi:
+    sites = distinct_sites(stations)
+    by_district: dict[str, list[StationAqi]] = {}
+    for s in sites:
+        by_district.setdefault(s.district or "—", []).append(s)
+    districts = [aggregate(d, group, edition=edition) for d, group in sorted(by_district.items())]
+    city = aggregate(CITY_NAME["zh"], [s for s in sites if s.point_type != BACKGROUND], edition=edition)
+    return NetworkAqi(computed_at=now, edition=edition, stations=stations, districts=districts, city=city)
+
+
+def get_station(network: NetworkAqi, entity_id: str) -> StationAqi:
+    for s in network.stations:
+        if s.entity_id == entity_id:
+            return s
+    raise NotFound(f"no air-quality station {entity_id}")
+
+
+def get_district(network: NetworkAqi, name: str) -> AreaAqi:
+    for d in network.districts:
+        if d.name == name:
+            return d
+    raise NotFound(f"no air-quality stations in district {name!r}")
+
+
+INDEX_ATTRS = ("airQualityIndex", "airQualityLevel", "primaryPollutant", "standard", "period")
+
+
+def index_fragment(s: StationAqi) -> dict[str, Any] | None:
+    """The compact NGSI-LD fragment that records a station's computed index on its entity (None: no index)."""
+    if s.result is None or s.result.aqi is None or s.result.category is None:
+        return None
+    observed = (s.observed_at or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return {
+        "id": s.entity_id, "type": STATION_TYPE,
+        "airQualityIndex": {"type": "Property", "value": s.result.aqi, "observedAt": observed,
+                            "standard": {"type": "Property", "value": f"HJ 633—{s.result.edition}"},
+                            "period": {"type": "Property", "value": "hourly"}},
+        "airQualityLevel": {"type": "Property", "value": s.result.category.category_key, "observedAt": observed},
+        "primaryPollutant": {"type": "Property", "value": list(s.result.primary_pollutants) or ["none"],
+                             "observedAt": observed},
+    }
+
+
+def expanded_index_fragment(s: StationAqi, names: Mapping[str, str]) -> dict[str, Any] | None:
+    """index_fragment() already expanded, as `context.expand_compact` would give it: the fragment is ours and
+    always valid, and its few names are expanded once per batch (`names`: term → IRI, for INDEX_ATTRS and the
+    type) instead of validating and walking a thousand fragments."""
+    f = index_fragment(s)
+    if f is None:
+        return None
+    out: dict[str, Any] = {"id": f["id"], "type": [names[STATION_TYPE]]}
+    for attr in ("airQualityIndex", "airQualityLevel", "primaryPollutant"):
+        out[names[attr]] = {names.get(k, k): v for k, v in f[attr].items()}
+    return out
+
+
+def recompute(session: Session, active: jsonld.ActiveContext, actor: Actor, *, tenant: str | None = None,
+              now: datetime | None = None) -> NetworkAqi:
+    """Compute every station's real-time AQI and write it onto its entity (airQualityIndex, airQualityLevel,
+    primaryPollutant) in one set-based broker batch; audited as one entry."""
+    network = network_aqi(session, active, tenant=tenant, now=now)
+    names = {n: active.expand_term(n) for n in (*INDEX_ATTRS, STATION_TYPE)}
+    fragments = [f for f in (expanded_index_fragment(s, names) for s in network.stations) if f is not None]
+    if fragments:
+        res = context.batch_write(session, tenant, "update", fragments)
+        if res.errors:  # an entity deleted meanwhile: nothing else is written (the caller's transaction rolls back)
+            eid, exc = res.errors[0]
+            raise Unprocessable(f"could not write the AQI of {eid}: {exc}")
+    audit.append(session, actor, "environment.aqi_recomputed", "air_quality_network", tenant or "default",
+                 {"stations": len(network.stations), "written": len(fragments),
+                  "city_aqi": network.city.result.aqi if network.city.result else None})
+    return network
+
+
+# --- demo stations -------------------------------------------------------------------------------------
+
+
+def station_entity(code: str, name_zh: str, name_en: str, district: str, lat: float, lon: float, *,
+                   point_type: str, values: Mapping[str, float], observed_at: datetime, provider: str
+                   ) -> dict[str, Any]:
+    """A compact normalized AirQualityObserved entity for one station with its latest hourly values."""
+    obs = observed_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    units = {"co": "GP"}  # CEFACT: GP mg/m³, GQ µg/m³
+    entity: dict[str, Any] = {
+        "id": f"urn:ngsi-ld:AirQualityObserved:chengdu-{code}", "type": STATION_TYPE,
+        "name": {"type": "Property", "value": name_zh},
+        "alternateName": {"type": "Property", "value": name_en},
+        "areaServed": {"type": "Property", "value": district},
+        "address": {"type": "Property", "value": {"addressCountry": "CN", "addressRegion": "四川省",
+                                                   "addressLocality": "成都市", "district": district,
+                                                   "type": "PostalAddress"}},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}},
+        "typeOfLocation": {"type": "Property", "value": "outdoor"},
+        "monitoringPointType": {"type": "Property", "value": point_type},
+        "dataProvider": {"type": "Property", "value": provider},
+        "dateObserved": {"type": "Property", "value": obs},
+    }
+    for p, v in values.items():
+        entity[p] = {"type": "Property", "value": v, "unitCode": units.get(p, "GQ"), "observedAt": obs}
+    return entity
+
+
+def upsert_stations(session: Session, active: jsonld.ActiveContext, actor: Actor,
+                    entities: Iterable[dict[str, Any]], *, tenant: str | None = None) -> int:
+    """Create or update station entities (compact, normalized) in one broker batch; returns how many were new."""
+    expanded = [context.expand_compact(e, active) for e in entities]
+    res = context.batch_write(session, tenant, "upsert_update", expanded)
+    if res.errors:
+        eid, exc = res.errors[0]
+        raise Unprocessable(f"station {eid} was refused by the context broker: {exc}")
+    audit.append(session, actor, "environment.stations_upserted", "air_quality_network", tenant or "default",
+                 {"stations": len(expanded), "created": len(res.created)})
+    return len(res.created)
+
+
+
+# --- weather warning signals (see weather.py) -------------------------------------------------------------
+
+WarningSpec = weather.WarningSpec
+WeatherWarning = weather.WeatherWarning
+issue_warning = weather.issue
+lift_warning = weather.lift
+get_warning = weather.get
+list_warnings = weather.list_warnings
