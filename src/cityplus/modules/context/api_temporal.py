@@ -364,7 +364,6 @@ def router() -> APIRouter:
     @r.api_route("/entities//attrs/{attr}", methods=["DELETE"], include_in_schema=False)
     @r.api_route("/entities//attrs/{attr}/{instance_id}", methods=["PATCH", "DELETE"], include_in_schema=False)
     @r.api_route("/entities/{entity_id}/attrs//{instance_id}", methods=["PATCH", "DELETE"], include_in_schema=False)
-    @r.api_route("/entities/{entity_id}/attrs/{attr}/", methods=["PATCH", "DELETE"], include_in_schema=False)
     def missing_path_member(request: Request, principal: Writer) -> Response:
         """A temporal operation whose path lacks the entity id, attribute name or instance id (400, not 404)."""
         raise BadRequestData("the entity id, attribute name or instance id is missing from the path")
