@@ -140,6 +140,10 @@ async def test_temporal_create_and_instance_changes(client, writer) -> None:  # 
     assert r.status_code == 404  # the temporal representation is gone; the entity itself lives on
     r = await client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:bus-1", headers=writer)
     assert r.status_code == 200
+    r = await client.get(T, params={"type": "Vehicle"}, headers=writer)
+    assert r.json() == []  # nor does a temporal query list it
+    r = await client.post(T, headers={**writer, **JS}, content=json.dumps(vehicle))
+    assert r.status_code == 201  # a new temporal representation (of an entity that exists)
 
 
 @pytest.mark.parametrize(("params", "fragment"), [
@@ -158,7 +162,8 @@ async def test_invalid_temporal_queries(client, writer, params, fragment) -> Non
     await _station_with_history(client, writer)
     r = await client.get(f"{T}/{ENT}", params=params, headers=writer)
     assert r.status_code == 400, r.text
-    assert r.json()["type"] == E + "BadRequestData" and fragment in r.json()["detail"]
+    kind = "InvalidRequest" if fragment == "colour" else "BadRequestData"  # unknown parameters: InvalidRequest
+    assert r.json()["type"] == E + kind and fragment in r.json()["detail"]
 
 
 async def test_unknown_entity_and_access(client, writer, make_user, token_for) -> None:  # type: ignore[no-untyped-def]

@@ -27,7 +27,7 @@ from cityplus.modules.context.api_common import (
     attrs_param,
     ld_request,
 )
-from cityplus.modules.context.errors import BadRequestData, ResourceNotFound
+from cityplus.modules.context.errors import BadRequestData, InvalidRequest, ResourceNotFound
 from cityplus.modules.context.normalize import is_uri
 from cityplus.modules.context.runtime import runtime
 
@@ -47,17 +47,17 @@ WRAPPED = frozenset({"LanguageProperty", "VocabProperty", "JsonProperty"})
 def _check_params(request: Request, allowed: set[str]) -> None:
     unknown = set(request.query_params) - allowed
     if unknown:
-        raise BadRequestData(f"unknown URL parameter {sorted(unknown)[0]!r}")
+        raise InvalidRequest(f"unknown URL parameter {sorted(unknown)[0]!r}")
 
 
 def _mode(request: Request) -> tuple[str, bool]:
     opts = {o.strip() for o in request.query_params.get("options", "").split(",") if o.strip()}
     known = {"temporalValues", "aggregatedValues", "sysAttrs", "keyValues", "normalized"}
     if opts - known:
-        raise BadRequestData(f"unknown options: {', '.join(sorted(opts - known))}")
+        raise InvalidRequest(f"unknown options: {', '.join(sorted(opts - known))}")
     fmt = request.query_params.get("format")
     if fmt is not None and fmt not in ("normalized", "temporalValues", "simplified", "aggregatedValues"):
-        raise BadRequestData(f"format must be normalized, temporalValues or aggregatedValues, not {fmt[:30]!r}")
+        raise InvalidRequest(f"format must be normalized, temporalValues or aggregatedValues, not {fmt[:30]!r}")
     if "aggregatedValues" in opts or fmt == "aggregatedValues":
         return "aggregated", "sysAttrs" in opts
     if opts & {"temporalValues", "keyValues"} or fmt in ("temporalValues", "simplified"):
@@ -65,9 +65,13 @@ def _mode(request: Request) -> tuple[str, bool]:
     return "normalized", "sysAttrs" in opts
 
 
-def _temporal_query(request: Request, ld: http.LdRequest, mode: str) -> temporal.TemporalQuery:
+def _temporal_query(request: Request, ld: http.LdRequest, mode: str, given: dict[str, Any] | None = None
+                    ) -> temporal.TemporalQuery:
+    """The temporal parameters: from the URL, or (POST query) from the body's temporalQ."""
     p = request.query_params
-    tq = temporal.parse_query({k: p.get(k) for k in TEMPORAL_PARAMS}, ld.active.expand_term,
+    values = {k: p.get(k) for k in TEMPORAL_PARAMS} if given is None else \
+        {k: (None if given.get(k) is None else str(given[k])) for k in TEMPORAL_PARAMS}
+    tq = temporal.parse_query(values, ld.active.expand_term,
                               aggregated=mode == "aggregated",
                               max_instances=runtime(get_ctx(request)).settings.max_instances)
     tq.attrs = attrs_param(request, ld)
@@ -184,16 +188,20 @@ def router() -> APIRouter:
         return http.ld_response(doc, ld, status=status, headers=headers)
 
     def _query(request: Request, session: Any, ld: http.LdRequest, selectors: dict[str, Any],
-               attrs: list[str] | None, limit: int, offset: int, count: bool) -> Response:
+               attrs: list[str] | None, limit: int, offset: int, count: bool,
+               temporal_q: dict[str, Any] | None = None) -> Response:
         mode, sys_attrs = _mode(request)
-        tq = _temporal_query(request, ld, mode)
+        tq = _temporal_query(request, ld, mode, temporal_q)
         if attrs is not None:
             tq.attrs = attrs
         query = build_query(ld, selectors, None, limit, offset, count)
         page, total = service.query_entities(session, http.tenant_of(request), query)
         t = service.tenant(session, http.tenant_of(request), create=False)
+        kept = temporal.with_history(session, t.id, [e.entity_id for e in page])
         docs, found = [], []
         for ent in page:
+            if ent.entity_id not in kept:  # an entity whose temporal representation was deleted
+                continue
             doc, f = _representation(session, t.id, ent.entity_id, list(ent.types), tq, mode, sys_attrs, ld)
             docs.append(doc)
             found.append(f)
@@ -242,15 +250,18 @@ def router() -> APIRouter:
         temporal_q = raw.get("temporalQ") or {}
         if not isinstance(temporal_q, dict):
             raise BadRequestData("temporalQ must be an object")
-        request.scope["query_string"] = "&".join(
-            [request.scope.get("query_string", b"").decode()] +
-            [f"{k}={quote(str(v))}" for k, v in temporal_q.items() if k in TEMPORAL_PARAMS]).strip("&").encode()
+        unknown = set(temporal_q) - TEMPORAL_PARAMS
+        if unknown:
+            raise BadRequestData(f"temporalQ: unknown member {sorted(unknown)[0]!r}")
+        if "lastN" in temporal_q and (isinstance(temporal_q["lastN"], bool) or
+                                      not isinstance(temporal_q["lastN"], int)):
+            raise BadRequestData("temporalQ.lastN must be a positive integer")
         attrs = raw.get("attrs")
         if attrs is not None and (not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs)):
             raise BadRequestData("attrs must be an array of attribute names")
         expanded = [ld.active.expand_term(a) for a in attrs] if attrs else None
         return _query(request, session, ld, selectors, expanded, limit, http.int_param(request, "offset", 0),
-                      http.bool_param(request, "count"))
+                      http.bool_param(request, "count"), temporal_q)
 
     @r.post("/entities", operation_id="ngsild_temporal_create")
     def create_temporal(request: Request, principal: Writer, body: Body, session: DbSession) -> Response:
@@ -260,7 +271,7 @@ def router() -> APIRouter:
         head, attrs = _split_instances(body[0], ld, require_id=True)
         t = service.tenant(session, http.tenant_of(request), create=True)
         entity_id = head["id"]
-        created = False
+        created = not temporal.with_history(session, t.id, [entity_id])  # 201: a new temporal representation
         try:
             service.get_entity(session, t.name or None, entity_id)
             temporal.add_instances(session, t.id, entity_id, head["type"], attrs)
@@ -269,7 +280,6 @@ def router() -> APIRouter:
             service.create_entity(session, t.name or None, {**head, **latest})
             rest = {n: [i for i in items if i is not _pick(latest[n], i)] for n, items in attrs.items()}
             temporal.add_instances(session, t.id, entity_id, head["type"], {n: v for n, v in rest.items() if v})
-            created = True
         audit.append(session, actor_of(principal), "context.temporal_write", "ngsi_ld_entity", entity_id,
                      {"tenant": t.name, "instances": sum(len(v) for v in attrs.values())})
         if created:

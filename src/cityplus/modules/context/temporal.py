@@ -228,6 +228,15 @@ def _conditions(tenant_id: int, entity_id: str, tq: TemporalQuery) -> list[Any]:
     return conds
 
 
+def with_history(session: Session, tenant_id: int, entity_ids: list[str]) -> set[str]:
+    """Which of these entities have a temporal representation."""
+    out: set[str] = set()
+    for i in range(0, len(entity_ids), 500):
+        out.update(session.scalars(select(TE.entity_id).where(TE.tenant_id == tenant_id,
+                                                               TE.entity_id.in_(entity_ids[i:i + 500]))))
+    return out
+
+
 def entity_types(session: Session, tenant_id: int, entity_id: str) -> list[str]:
     types = session.scalar(select(TE.types).where(TE.tenant_id == tenant_id, TE.entity_id == entity_id))
     if types is None:
