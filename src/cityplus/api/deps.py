@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
@@ -42,18 +43,41 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     client never leaves a transaction open. (A sync generator dependency cost two thread hops per request.)
     """
     ctx = get_ctx(request)
-    factory = ctx.db.read_sessionmaker if request.method in SAFE_METHODS else ctx.db.sessionmaker
-    session = factory()
-    session.begin()
-    ok = False
+    limiter = _session_limiter(ctx)
+    await limiter.acquire()
     try:
-        yield session
-        ok = True
+        factory = ctx.db.read_sessionmaker if request.method in SAFE_METHODS else ctx.db.sessionmaker
+        session = factory()
+        session.begin()
+        ok = False
+        try:
+            yield session
+            ok = True
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(_end_session, session, ok)
     finally:
-        with anyio.CancelScope(shield=True):
-            await run_in_threadpool(_end_session, session, ok)
+        limiter.release()
     # The transaction committed; let the event relay know about new outbox rows.
     ctx.bus.wake()
+
+
+def _session_limiter(ctx: AppContext) -> anyio.Semaphore:
+    """How many requests may hold a database session at once: fewer than the connection pool holds and than the
+    worker threads. A request's transaction spans thread hops (the route, then the commit); were all threads
+    taken by requests waiting for a connection (or SQLite's write lock), the transactions holding them could
+    never get a thread to commit: a deadlock seen at 64 concurrent PATCHes. Requests beyond the limit wait on the
+    event loop, holding nothing."""
+    limiter = ctx.module_state.get("core.session_limiter")
+    if limiter is None:
+        pool = ctx.db.engine.pool
+        size = getattr(pool, "size", None)
+        capacity = size() + max(getattr(pool, "_max_overflow", 0), 0) if callable(size) else 8
+        threads = anyio.to_thread.current_default_thread_limiter().total_tokens
+        # A semaphore, not a CapacityLimiter: the commit may run in another task than the acquire.
+        limiter = anyio.Semaphore(max(1, min(capacity, int(threads) - 8)))
+        ctx.module_state["core.session_limiter"] = limiter
+    return limiter  # type: ignore[no-any-return]
 
 
 def _end_session(session: Session, commit: bool) -> None:
@@ -171,6 +195,17 @@ async def check_csrf(request: Request, principal: Principal | None) -> None:
                         errors=[{"field": "csrf_token", "message": "missing or invalid"}])
 
 
+async def principal_of(request: Request, session: Session) -> Principal | None:
+    """resolve_principal from async code: its database reads run in a worker thread, never on the event loop.
+
+    (On the loop, a write session's first statement — SQLite's BEGIN IMMEDIATE — waited there for the write lock
+    while the holder's commit waited for the loop: every request stalled for the busy timeout.)"""
+    if hasattr(request.state, "principal"):
+        cached: Principal | None = request.state.principal
+        return cached
+    return await run_in_threadpool(resolve_principal, request, session)
+
+
 class RequireScope:
     """Dependency: the caller must be authenticated and hold `scope` (401 / 403 otherwise)."""
 
@@ -178,7 +213,7 @@ class RequireScope:
         self.scope = scope
 
     async def __call__(self, request: Request, session: DbSession) -> Principal:
-        principal = resolve_principal(request, session)
+        principal = await principal_of(request, session)
         if principal is None:
             raise Unauthenticated(f"sign in or send a bearer token with scope {self.scope!r}",
                                   headers={"WWW-Authenticate": 'Bearer realm="cityplus"'})
@@ -196,7 +231,7 @@ class PublicAccess:
     """Dependency marking a route as deliberately public; resolves the caller if there is one."""
 
     async def __call__(self, request: Request, session: DbSession) -> Principal | None:
-        principal = resolve_principal(request, session)
+        principal = await principal_of(request, session)
         await check_csrf(request, principal)
         return principal
 

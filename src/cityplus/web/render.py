@@ -19,7 +19,7 @@ from cityplus.api.deps import (
     PublicAccess,
     RequireScope,
     check_csrf,
-    resolve_principal,
+    principal_of,
 )
 from cityplus.core.context import AppContext
 from cityplus.core.identity import service as identity
@@ -93,7 +93,7 @@ class PageScope(RequireScope):
     """RequireScope for pages: remembers the viewer first, so a 403 page still speaks their language."""
 
     async def __call__(self, request: Request, session: DbSession) -> Principal:
-        remember_viewer(request, resolve_principal(request, session))
+        remember_viewer(request, await principal_of(request, session))
         return await super().__call__(request, session)
 
     def __repr__(self) -> str:
@@ -104,7 +104,7 @@ class PagePublic(PublicAccess):
     """A deliberately public page; resolves and remembers the viewer, checks CSRF on form posts."""
 
     async def __call__(self, request: Request, session: DbSession) -> Principal | None:
-        principal = resolve_principal(request, session)
+        principal = await principal_of(request, session)
         remember_viewer(request, principal)
         await check_csrf(request, principal)
         return principal

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
-from cityplus.api.deps import DbSession, Principal, RequireScope, get_ctx, resolve_principal
+from cityplus.api.deps import DbSession, Principal, RequireScope, get_ctx, principal_of
 from cityplus.core.audit import Actor
 from cityplus.core.errors import DomainError
 from cityplus.modules.context import http, params, service
@@ -49,7 +49,7 @@ class ContextAccess(RequireScope):
         rt = runtime(get_ctx(request))
         if rt.settings.auth == "none":
             return None
-        if self.scope == "context.read" and rt.settings.open_types and resolve_principal(request, session) is None:
+        if self.scope == "context.read" and rt.settings.open_types and await principal_of(request, session) is None:
             request.state.open_types_only = True
             return None
         return await super().__call__(request, session)
