@@ -253,6 +253,9 @@ async def test_crash_paths_found_by_the_etsi_suite(client, writer) -> None:  # t
     assert r.status_code == 400 and r.json()["type"] == E + "BadRequestData"
     r = await client.post("/ngsi-ld/v1/entityOperations/query", headers={**writer, **JS}, content=json.dumps({
         "type": "Query", "entities": [{"id": ["urn:a:1", "urn:a:2"], "type": "Building"}]}))
+    assert r.status_code == 200 and r.json() == []  # an array of ids is an EntitySelector id too (§5.2.33)
+    r = await client.post("/ngsi-ld/v1/entityOperations/query", headers={**writer, **JS}, content=json.dumps({
+        "type": "Query", "entities": [{"id": ["urn:a:1", {"id": "urn:a:2"}], "type": "Building"}]}))
     assert r.status_code == 400 and r.json()["type"] == E + "BadRequestData"
     r = await client.get("/ngsi-ld/v1/entities", params={"id": "not a uri"}, headers=writer)
     assert r.status_code == 400

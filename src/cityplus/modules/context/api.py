@@ -85,19 +85,15 @@ def router() -> APIRouter:
         if shape.pick is not None and attrs is None and not shape.pick.names() & params.ENTITY_MEMBERS:
             # pick without entity members selects entities by their attributes, as attrs does.
             query.attrs = [ld.active.expand_term(n) for n in shape.pick.names()]
-        visible = open_types(request, ld)
-        if visible is not None:
-            query.types = service.TypeExpr(tuple((t,) for t in visible)) if query.types is None else \
-                service.TypeExpr(tuple(g for g in query.types.groups if set(g) & visible))
-            if not query.types.groups:
-                return http.ld_response([], ld)
+        if not restrict_to_open_types(request, ld, query):
+            return http.ld_response([], ld)
         if limit == 0 and not count:
             raise BadRequestData("limit=0 is only allowed with count=true")
         page, total = service.query_entities(session, http.tenant_of(request), query)
         roots = [(e, render(request, ld, e, attrs, shape)) for e in page]
         docs = [d for _, d in roots if any(k != "@context" for k in d)]
         if shape.join is not None:
-            docs += _join(request, session, ld, [(e, d) for e, d in roots if d], shape)
+            docs += join_roots(request, session, ld, [(e, d) for e, d in roots if d], shape)
         headers: dict[str, str] = {}
         if total is not None:
             headers["NGSILD-Results-Count"] = str(total)
@@ -125,7 +121,7 @@ def router() -> APIRouter:
         if not any(k != "@context" for k in doc):
             raise ResourceNotFound(f"pick/omit leave nothing of entity {entity_id}")
         if shape.join is not None:
-            flat = _join(request, session, ld, [(ent, doc)], shape)
+            flat = join_roots(request, session, ld, [(ent, doc)], shape)
             if flat:  # join=flat: the entity, then the entities it links to (alone when none was found)
                 return http.ld_response([doc, *flat], ld)
         return http.ld_response(doc, ld)
@@ -295,7 +291,7 @@ def _check_type_selector(request: Request, ld: http.LdRequest, ent: Any) -> None
         raise ResourceNotFound(f"entity {ent.entity_id} is not of type {raw[:80]}")
 
 
-def _join(request: Request, session: Any, ld: http.LdRequest, roots: list[tuple[Any, dict[str, Any]]],
+def join_roots(request: Request, session: Any, ld: http.LdRequest, roots: list[tuple[Any, dict[str, Any]]],
           shape: params.Shape) -> list[dict[str, Any]]:
     """Linked entity retrieval for rendered roots; the flat list of linked entities (inline: changes roots)."""
     assert shape.join is not None
@@ -305,6 +301,16 @@ def _join(request: Request, session: Any, ld: http.LdRequest, roots: list[tuple[
         session, http.tenant_of(request), roots, shape.join, lambda e: render_full(request, ld, e, None),
         ld.active.compact_iri, pick=shape.pick, omit=shape.omit, simplified=fmt == "simplified",
         visible=lambda e: visible is None or bool(visible & set(e.types)))
+
+
+def restrict_to_open_types(request: Request, ld: http.LdRequest, query: service.EntityQuery) -> bool:
+    """Narrow an anonymous caller's query to the open entity types; False when nothing can be visible."""
+    visible = open_types(request, ld)
+    if visible is None:
+        return True
+    query.types = service.TypeExpr(tuple((t,) for t in visible)) if query.types is None else \
+        service.TypeExpr(tuple(g for g in query.types.groups if set(g) & visible))
+    return bool(query.types.groups)
 
 
 def build_query(ld: http.LdRequest, p: dict[str, Any], attrs: list[str] | None, limit: int, offset: int,

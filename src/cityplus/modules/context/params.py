@@ -8,6 +8,7 @@ the entity that a Relationship links to, which only has a meaning with `join` (Â
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,7 +144,11 @@ class Shape:
 
 def shape_params(request: Request, *, attrs_given: bool) -> Shape:
     """Parse and cross-check pick, omit, join and joinLevel (400 BadRequestData for any contradiction)."""
-    p = request.query_params
+    return shape_from(request.query_params, attrs_given=attrs_given)
+
+
+def shape_from(p: Mapping[str, str], *, attrs_given: bool) -> Shape:
+    """shape_params on any mapping of the four members as URL parameter strings (the batch Query body too)."""
     pick = parse_projection("pick", p["pick"]) if "pick" in p else None
     omit = parse_projection("omit", p["omit"]) if "omit" in p else None
     if attrs_given and (pick is not None or omit is not None):

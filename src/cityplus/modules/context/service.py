@@ -447,6 +447,7 @@ def _batch_set_based(session: Session, t: ContextTenant, op: str, entities: Sequ
     for e in entities:
         eid = _id_of(e)
         current = state.get(eid)
+        kept: list[tuple[str, str]] = []
         try:
             if op == "delete":
                 if current is None:
@@ -475,12 +476,15 @@ def _batch_set_based(session: Session, t: ContextTenant, op: str, entities: Sequ
                 if op == "merge":
                     _merge(row, e, now)
                 else:
-                    _append(row, e, now, no_overwrite=op == "update_no_overwrite")
+                    kept = _append(row, e, now, no_overwrite=op == "update_no_overwrite").not_updated
         except ENTITY_ERRORS as exc:
             res.errors.append((eid, exc))
             continue
         state[eid] = row
-        res.success.append(eid)
+        if op == "update_no_overwrite" and kept:
+            res.errors.append((eid, _not_overwritten(kept)))  # written, but not as asked: reported (207)
+        else:
+            res.success.append(eid)
     if removed:
         store.remove(session, removed)
     # Rows deleted and created again in one batch are new rows; a created-then-deleted one was never written.
@@ -503,11 +507,22 @@ def _batch_one_by_one(session: Session, tenant_name: str | None, op: str, entiti
         elif op == "delete":
             delete_entity(s, tenant_name, e)
         else:
-            append_attrs(s, tenant_name, e["id"], e, no_overwrite=op == "update_no_overwrite")
+            kept = append_attrs(s, tenant_name, e["id"], e, no_overwrite=op == "update_no_overwrite").not_updated
+            if op == "update_no_overwrite" and kept:
+                not_overwritten[e["id"]] = kept
 
+    not_overwritten: dict[str, list[tuple[str, str]]] = {}
     res = batch(session, [(_id_of(e), (lambda s, e=e: run(s, e))) for e in entities])
     res.created = created
+    if not_overwritten:
+        res.errors += [(eid, _not_overwritten(not_overwritten[eid])) for eid in res.success if eid in not_overwritten]
+        res.success = [eid for eid in res.success if eid not in not_overwritten]
     return res
+
+
+def _not_overwritten(kept: list[tuple[str, str]]) -> BadRequestData:
+    """The per-entity error of a batch update with noOverwrite that kept existing attributes."""
+    return BadRequestData("attributes kept (noOverwrite): " + ", ".join(name for name, _ in kept))
 
 
 # --- queries -----------------------------------------------------------------------------------------

@@ -1,0 +1,189 @@
+"""NGSI-LD behaviour checked by the ETSI conformance suite (issue 4, fourth run): the batch Query body, batch update
+with noOverwrite, the type selector on single-entity writes, scope and type changes by update, multi-attributes.
+
+Payloads come from the suite's own data (`../shared/reference/ngsi-ld/etsi-test-suite/data/`), sent without their
+forge @context (the core context expands their terms the same way for these checks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import need, shared_dir
+
+E = "https://uri.etsi.org/ngsi-ld/errors/"
+JS = {"Content-Type": "application/json"}
+LD = {"Content-Type": "application/ld+json"}
+URL = "/ngsi-ld/v1/entities"
+OPS = "/ngsi-ld/v1/entityOperations"
+CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+
+
+@pytest.fixture
+def writer(make_user, token_for):  # type: ignore[no-untyped-def]
+    return token_for(make_user("department_staff", org="hbj"))
+
+
+def sample(name: str, entity_id: str | None = None) -> dict[str, Any]:
+    """A payload of the ETSI suite without its @context, with `entity_id` as its id."""
+    base = shared_dir()
+    path = base / "reference/ngsi-ld/etsi-test-suite/data/entities" / name if base is not None else None
+    need(path is not None and path.is_file(), f"ETSI payload {name} is missing from ../shared/reference")
+    assert path is not None
+    doc = json.loads(Path(path).read_text())
+    doc.pop("@context", None)
+    if entity_id is not None:
+        doc["id"] = entity_id
+    return doc
+
+
+def problem(r: Any, status: int, etype: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["type"] == E + etype and body["detail"], body
+    return body
+
+
+async def create(client, headers, entity: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    r = await client.post(URL, headers={**headers, **JS}, content=json.dumps(entity))
+    assert r.status_code == 201, r.text
+
+
+async def get(client, headers, entity_id: str, **params: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    r = await client.get(f"{URL}/{entity_id}", headers=headers, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def query(client, headers, body: dict[str, Any], **params: str):  # type: ignore[no-untyped-def]
+    return await client.post(f"{OPS}/query", headers={**headers, **JS}, params=params,
+                             content=json.dumps({"type": "Query", **body}))
+
+
+# --- batch query body ------------------------------------------------------------------------------------------
+
+
+async def vehicles(client, headers) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    slow, fast = "urn:ngsi-ld:Vehicle:01932-A", "urn:ngsi-ld:Vehicle:01932-B"
+    for eid, speed in ((slow, 80), (fast, 120)):
+        await create(client, headers, {"id": eid, "type": "Vehicle", "speed": {"type": "Property", "value": speed},
+                                       "brand": {"type": "Property", "value": "Mercedes"}})
+    return slow, fast
+
+
+async def test_batch_query_pick_omit_and_ids(client, writer) -> None:  # type: ignore[no-untyped-def]
+    slow, fast = await vehicles(client, writer)
+    r = await query(client, writer, {"entities": [{"type": "Vehicle"}], "pick": ["id", "speed"]})
+    assert r.status_code == 200, r.text
+    assert sorted(r.json(), key=lambda d: d["id"]) == [{"id": slow, "speed": {"type": "Property", "value": 80}},
+                                                       {"id": fast, "speed": {"type": "Property", "value": 120}}]
+    r = await query(client, writer, {"entities": [{"type": "Vehicle"}], "omit": "speed,type"})
+    assert r.status_code == 200 and all(set(d) == {"id", "brand"} for d in r.json()), r.text
+    # pick of attributes only selects the entities that carry them (as GET /entities does)
+    r = await query(client, writer, {"entities": [{"type": "Vehicle"}], "pick": ["speed"], "q": "speed>100"})
+    assert r.json() == [{"speed": {"type": "Property", "value": 120}}]
+    # id: a URI or an array of them, and it takes precedence over idPattern
+    r = await query(client, writer, {"entities": [{"type": "Vehicle", "id": [slow, fast]}]})
+    assert sorted(d["id"] for d in r.json()) == [slow, fast]
+    r = await query(client, writer, {"entities": [{"type": "Vehicle", "id": slow, "idPattern": "B$"}]})
+    assert [d["id"] for d in r.json()] == [slow]
+    r = await query(client, writer, {"entities": [{"type": "Vehicle", "idPattern": "B$"}]})
+    assert [d["id"] for d in r.json()] == [fast]
+
+
+@pytest.mark.parametrize("body", [
+    {"entities": [{"type": "Vehicle"}], "attrs": []},
+    {"entities": [{"type": "Vehicle"}], "attrs": ["speed", 3]},
+    {"entities": []},
+    {"entities": [{"id": "urn:ngsi-ld:Vehicle:01932-A"}]},
+    {"entities": [{"type": "Vehicle", "id": "not a uri"}]},
+    {"entities": [{"type": "Vehicle", "id": ["urn:ngsi-ld:Vehicle:01932-A", 5]}]},
+    {"entities": [{"type": "Vehicle"}], "q": 42},
+    {"entities": [{"type": "Vehicle"}], "join": "inline", "joinLevel": 0},
+    {"entities": [{"type": "Vehicle"}], "join": "inline", "joinLevel": "2"},
+    {"entities": [{"type": "Vehicle"}], "pick": []},
+    {"entities": [{"type": "Vehicle"}], "pick": ["speed"], "omit": ["speed"]},
+    {"entities": [{"type": "Vehicle"}], "temporalQ": {"timerel": "after", "timeAt": "2020-01-01T00:00:00Z"}},
+    {"entities": [{"type": "Vehicle"}], "ordering": {"orderBy": ["location;dist-asc"], "coordinates": "8,40"}},
+    {"entities": [{"type": "Vehicle"}], "ordering": {"orderBy": ["id;asc"], "geometry": 5}},
+])
+async def test_batch_query_body_checks(client, writer, body) -> None:  # type: ignore[no-untyped-def]
+    await vehicles(client, writer)
+    problem(await query(client, writer, body), 400, "BadRequestData")
+
+
+async def test_batch_query_join(client, writer) -> None:  # type: ignore[no-untyped-def]
+    building, city = "urn:ngsi-ld:Building:019-13-1", "urn:ngsi-ld:City:019-13-1"
+    await create(client, writer, sample("building-relationship.jsonld", building) | {
+        "locatedAt": {"type": "Relationship", "object": city}})
+    await create(client, writer, sample("city-minimal.jsonld", city))
+    r = await query(client, writer, {"entities": [{"type": "Building"}], "join": "inline"})
+    assert r.status_code == 200, r.text
+    [doc] = r.json()
+    assert doc["locatedAt"]["entity"]["id"] == city
+    r = await query(client, writer, {"entities": [{"type": "Building"}], "join": "flat", "joinLevel": 1},
+                    options="keyValues")
+    assert sorted(d["id"] for d in r.json()) == [building, city]
+    assert next(d for d in r.json() if d["id"] == building)["locatedAt"] == city
+
+
+async def test_batch_query_open_types_only(client, ctx, writer, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Anonymous callers see the open entity types through the batch query too, as through GET /entities."""
+    from cityplus.modules.context.runtime import runtime
+
+    slow, fast = await vehicles(client, writer)
+    await create(client, writer, sample("building-minimal.json", "urn:ngsi-ld:Building:open-1"))
+    monkeypatch.setattr(runtime(ctx).settings, "open_types", ["Building"])
+    body = {"entities": [{"type": "Vehicle|Building"}]}
+    r = await query(client, {}, body)
+    assert r.status_code == 200 and [d["id"] for d in r.json()] == ["urn:ngsi-ld:Building:open-1"], r.text
+    r = await query(client, {}, {"entities": [{"type": "Vehicle"}]})
+    assert r.status_code == 200 and r.json() == [], r.text
+    r = await query(client, writer, body)
+    assert len(r.json()) == 3
+
+
+# --- batch writes ----------------------------------------------------------------------------------------------
+
+
+async def test_batch_update_no_overwrite_reports_kept_attributes(client, writer) -> None:  # type: ignore[no-untyped-def]
+    a, b = "urn:ngsi-ld:Building:00502-a", "urn:ngsi-ld:Building:00502-b"
+    for eid in (a, b):
+        await create(client, writer, sample("building-location-attribute.jsonld", eid))
+    fragment = sample("fragmentEntities/location-fragment.json")
+    moved = {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [1.0, 2.0]}}
+    batch = [{"id": a, "type": "Building", "location": moved, "height": {"type": "Property", "value": 9}},
+             {"id": b, "type": "Building", **fragment}]
+    r = await client.post(f"{OPS}/update", headers={**writer, **JS}, params={"options": "noOverwrite"},
+                          content=json.dumps(batch))
+    assert r.status_code == 207, r.text
+    assert r.json()["success"] == [] and [e["entityId"] for e in r.json()["errors"]] == [a, b]
+    assert all("location" in e["error"]["detail"] for e in r.json()["errors"])
+    doc = await get(client, writer, a)
+    assert doc["location"]["value"]["coordinates"] == [13.3986, 52.5547]  # kept
+    assert doc["height"]["value"] == 9  # the new attribute was appended
+    # nothing to keep: 204
+    r = await client.post(f"{OPS}/update", headers={**writer, **JS}, params={"options": "noOverwrite"},
+                          content=json.dumps([{"id": a, "type": "Building", "floors": {"type": "Property",
+                                                                                        "value": 3}}]))
+    assert r.status_code == 204, r.text
+
+
+async def test_batch_context_rules(client, writer) -> None:  # type: ignore[no-untyped-def]
+    ok, bad = "urn:ngsi-ld:Building:00306-ok", "urn:ngsi-ld:Building:00306-bad"
+    body = [sample("building-simple-attributes.jsonld", ok),
+            {**sample("building-simple-attributes.jsonld", bad), "@context": CORE}]
+    r = await client.post(f"{OPS}/create", headers={**writer, **JS}, content=json.dumps(body))
+    assert r.status_code == 207, r.text
+    assert r.json()["success"] == [ok]
+    [err] = r.json()["errors"]
+    assert err["entityId"] == bad and err["error"]["type"] == E + "BadRequestData"
+    # application/ld+json with a JSON-LD Link header: the whole request is refused, nothing is written
+    link = {"Link": f'<{CORE}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'}
+    other = {**sample("building-simple-attributes.jsonld", "urn:ngsi-ld:Building:00309"), "@context": CORE}
+    problem(await client.post(f"{OPS}/create", headers={**writer, **LD, **link}, content=json.dumps([other])), 400,
+            "BadRequestData")
+    assert (await client.get(f"{URL}/urn:ngsi-ld:Building:00309", headers=writer)).status_code == 404
