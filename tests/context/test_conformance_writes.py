@@ -187,3 +187,94 @@ async def test_batch_context_rules(client, writer) -> None:  # type: ignore[no-u
     problem(await client.post(f"{OPS}/create", headers={**writer, **LD, **link}, content=json.dumps([other])), 400,
             "BadRequestData")
     assert (await client.get(f"{URL}/urn:ngsi-ld:Building:00309", headers=writer)).status_code == 404
+
+
+# --- single-entity writes: type selector, scope, types, datasetId ----------------------------------------------
+
+
+async def test_type_selector_gates_single_entity_writes(client, writer) -> None:  # type: ignore[no-untyped-def]
+    eid = "urn:ngsi-ld:Building:0562"
+    await create(client, writer, {"id": eid, "type": "Building", "name": {"type": "Property", "value": "x"}})
+    h = {**writer, **JS}
+    prop = json.dumps({"name": {"type": "Property", "value": "y"}})
+    attr = json.dumps({"type": "Property", "value": "z"})
+    writes = [
+        ("PATCH", f"{URL}/{eid}/attrs", prop, 204), ("POST", f"{URL}/{eid}/attrs", prop, 204),
+        ("PATCH", f"{URL}/{eid}/attrs/name", json.dumps({"value": "w"}), 204),
+        ("PUT", f"{URL}/{eid}/attrs/name", attr, 204), ("PATCH", f"{URL}/{eid}", prop, 204),
+        ("PUT", f"{URL}/{eid}", json.dumps({"type": "Building", "name": {"type": "Property", "value": "v"}}), 204),
+        ("DELETE", f"{URL}/{eid}/attrs/name", None, 204), ("DELETE", f"{URL}/{eid}", None, 204),
+    ]
+    for method, path, body, ok in writes:
+        r = await client.request(method, path, headers=h, content=body, params={"type": "Vehicle"})
+        problem(r, 404, "ResourceNotFound")
+        assert (await get(client, writer, eid))["type"] == "Building"  # nothing was written
+        r = await client.request(method, path, headers=h, content=body, params={"type": "Vehicle|Building"})
+        assert r.status_code == ok, (method, path, r.text)
+    assert (await client.get(f"{URL}/{eid}", headers=writer)).status_code == 404
+
+
+async def test_scope_in_append_update_patch_and_delete(client, writer) -> None:  # type: ignore[no-untyped-def]
+    madrid, other = "urn:ngsi-ld:Building:scope-1", "urn:ngsi-ld:Building:scope-2"
+    await create(client, writer, sample("building-minimal-with-one-scope.json", madrid))
+    await create(client, writer, sample("building-minimal.json", other))
+    fragment = json.dumps(sample("fragmentEntities/one-scope-fragment.json"))
+    h = {**writer, **JS}
+    # append replaces the scope; with noOverwrite it adds to it
+    assert (await client.post(f"{URL}/{madrid}/attrs", headers=h, content=fragment)).status_code == 204
+    assert (await get(client, writer, madrid))["scope"] == "/CompanyA/OrganizationB/UnitC"
+    r = await client.post(f"{URL}/{madrid}/attrs", headers=h, content=json.dumps({"scope": "/Madrid"}),
+                          params={"options": "noOverwrite"})
+    assert r.status_code == 204 and (await get(client, writer, madrid))["scope"] == ["/CompanyA/OrganizationB/UnitC",
+                                                                                   "/Madrid"]
+    # update replaces an existing scope, and does not add one
+    assert (await client.patch(f"{URL}/{madrid}/attrs", headers=h, content=fragment)).status_code == 204
+    assert (await get(client, writer, madrid))["scope"] == "/CompanyA/OrganizationB/UnitC"
+    r = await client.patch(f"{URL}/{other}/attrs", headers=h, content=fragment)
+    assert r.status_code == 207 and r.json()["notUpdated"][0]["attributeName"] == "scope", r.text
+    assert "scope" not in await get(client, writer, other)
+    # scope is not an attribute to patch, but can be deleted like one
+    problem(await client.patch(f"{URL}/{madrid}/attrs/scope", headers=h, content=json.dumps({"value": "/B"})), 400,
+            "BadRequestData")
+    assert (await client.delete(f"{URL}/{madrid}/attrs/scope", headers=writer)).status_code == 204
+    assert "scope" not in await get(client, writer, madrid)
+    problem(await client.delete(f"{URL}/{madrid}/attrs/scope", headers=writer), 404, "ResourceNotFound")
+    r = await client.get(URL, params={"type": "Building", "scopeQ": "/CompanyA"}, headers=writer)
+    assert r.json() == []
+
+
+@pytest.mark.parametrize(("fragment", "types"), [
+    ("fragmentEntities/types-vehicle-car-fragment.json", ["Building", "Vehicle", "Car"]),
+    ("fragmentEntities/type-vehicle-building-fragment.json", ["Building", "Vehicle"]),
+    ("fragmentEntities/type-building-fragment.json", "Building"),
+])
+async def test_update_adds_types(client, writer, fragment, types) -> None:  # type: ignore[no-untyped-def]
+    eid = "urn:ngsi-ld:Building:types"
+    await create(client, writer, sample("building-minimal.json", eid))
+    body = sample(fragment)
+    r = await client.patch(f"{URL}/{eid}/attrs", headers={**writer, **JS}, content=json.dumps(body))
+    assert r.status_code == 204, r.text
+    assert (await get(client, writer, eid))["type"] == types
+    r = await client.get(URL, params={"type": types[-1] if isinstance(types, list) else types}, headers=writer)
+    assert [d["id"] for d in r.json()] == [eid]  # the type index follows
+
+
+async def test_dataset_id_none_and_null(client, writer) -> None:  # type: ignore[no-untyped-def]
+    eid = "urn:ngsi-ld:Vehicle:0455"
+    gps = "urn:ngsi-ld:Dataset:gps"
+    await create(client, writer, {"id": eid, "type": "Vehicle", "speed": [
+        {"type": "Property", "value": 55, "datasetId": "@none"}, {"type": "Property", "value": 11, "datasetId": gps}]})
+    speeds = (await get(client, writer, eid))["speed"]
+    assert sorted((s.get("datasetId", ""), s["value"]) for s in speeds) == [("", 55), (gps, 11)]
+    h = {**writer, **JS}
+    r = await client.post(URL, headers=h, content=json.dumps({"id": "urn:ngsi-ld:Vehicle:0455b", "type": "Vehicle",
+                                                              "speed": [{"type": "Property", "value": 1},
+                                                                        {"type": "Property", "value": 2,
+                                                                         "datasetId": "@none"}]}))
+    problem(r, 400, "BadRequestData")  # two default instances
+    problem(await client.patch(f"{URL}/{eid}/attrs/speed", headers=h,
+                               content=json.dumps({"datasetId": "urn:ngsi-ld:null"})), 400, "BadRequestData")
+    r = await client.patch(f"{URL}/{eid}/attrs/speed", headers=h, content=json.dumps({"value": 56,
+                                                                                       "datasetId": "@none"}))
+    assert r.status_code == 204, r.text
+    assert sorted(s["value"] for s in (await get(client, writer, eid))["speed"]) == [11, 56]

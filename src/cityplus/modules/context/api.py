@@ -137,6 +137,7 @@ def router() -> APIRouter:
         if entity.get("id", entity_id) != entity_id:
             raise BadRequestData("the body's id differs from the id in the path")
         entity["id"] = entity_id
+        _check_write_type(request, session, ld, entity_id)
         service.replace_entity(session, http.tenant_of(request), entity_id, entity)
         audit.append(session, actor_of(principal), "context.entity_replace", "ngsi_ld_entity", entity_id,
                      {"tenant": http.tenant_of(request)})
@@ -152,6 +153,7 @@ def router() -> APIRouter:
         fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
         if fragment.get("id", entity_id) != entity_id:
             raise BadRequestData("the body's id differs from the id in the path")
+        _check_write_type(request, session, ld, entity_id)
         service.merge_entity(session, http.tenant_of(request), entity_id, fragment)
         return Response(status_code=204)
 
@@ -159,6 +161,7 @@ def router() -> APIRouter:
           dependencies=[Depends(known_params("delete"))])
     def delete_entity(request: Request, principal: Writer, entity_id: EntityId, session: DbSession) -> Response:
         """Delete an entity."""
+        _check_write_type(request, session, None, entity_id)
         service.delete_entity(session, http.tenant_of(request), entity_id)
         audit.append(session, actor_of(principal), "context.entity_delete", "ngsi_ld_entity", entity_id,
                      {"tenant": http.tenant_of(request)})
@@ -173,6 +176,7 @@ def router() -> APIRouter:
         ld = ld_request(request, *body)
         opts, _ = http.options(request)
         fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
+        _check_write_type(request, session, ld, entity_id)
         result = service.append_attrs(session, http.tenant_of(request), entity_id, fragment,
                                       no_overwrite="noOverwrite" in opts)
         return update_result(result, ld)
@@ -185,6 +189,7 @@ def router() -> APIRouter:
         _require_object(body[0])
         ld = ld_request(request, *body)
         fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
+        _check_write_type(request, session, ld, entity_id)
         return update_result(service.update_attrs(session, http.tenant_of(request), entity_id, fragment), ld)
 
     def _attr_fragment(ld: http.LdRequest, raw: Any, attr: str, *, partial: bool) -> tuple[str, dict[str, Any]]:
@@ -204,8 +209,12 @@ def router() -> APIRouter:
     def patch_attr(attr: str, request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                    ) -> Response:
         """Partially update one attribute: the members and sub-attributes given replace those stored."""
+        check_attr_name(attr)
         ld = ld_request(request, *body)
         raw = body[0]
+        if isinstance(raw, dict) and raw.get("datasetId") == "@none":
+            raw = {k: v for k, v in raw.items() if k != "datasetId"}  # §4.5.5: the default instance
+        _check_write_type(request, session, ld, entity_id)
         if isinstance(raw, dict) and "type" in raw:
             current = service.get_entity(session, http.tenant_of(request), entity_id).attrs.get(
                 ld.active.expand_term(attr))
@@ -232,7 +241,9 @@ def router() -> APIRouter:
     def replace_attr(attr: str, request: Request, principal: Writer, body: Body, entity_id: EntityId,
                      session: DbSession) -> Response:
         """Replace one attribute."""
-        name, fragment = _attr_fragment(ld_request(request, *body), body[0], attr, partial=False)
+        ld = ld_request(request, *body)
+        name, fragment = _attr_fragment(ld, body[0], attr, partial=False)
+        _check_write_type(request, session, ld, entity_id)
         service.update_attr(session, http.tenant_of(request), entity_id, name, fragment, replace=True)
         return Response(status_code=204)
 
@@ -240,9 +251,13 @@ def router() -> APIRouter:
           dependencies=[Depends(known_params("attr_delete"))])
     def delete_attr(attr: str, request: Request, principal: Writer, entity_id: EntityId, session: DbSession
                     ) -> Response:
-        """Delete an attribute (one datasetId, or all instances with deleteAll=true)."""
-        check_attr_name(attr)
+        """Delete an attribute (one datasetId, or all instances with deleteAll=true); scope deletes the scope."""
         ld = ld_request(request)
+        _check_write_type(request, session, ld, entity_id)
+        if attr == "scope":  # §4.18: scope is deleted like an attribute (it cannot be patched or replaced)
+            service.delete_scope(session, http.tenant_of(request), entity_id)
+            return Response(status_code=204)
+        check_attr_name(attr)
         service.delete_attr(session, http.tenant_of(request), entity_id, ld.active.expand_term(attr),
                             dataset_id=request.query_params.get("datasetId"),
                             delete_all=request.query_params.get("deleteAll") == "true")
@@ -277,6 +292,15 @@ def _check_geometry_property(request: Request, ld: http.LdRequest) -> None:
         raise BadRequestData("geometryProperty is only meaningful with Accept: application/geo+json")
     if gp is not None and not gp.strip():
         raise BadRequestData("geometryProperty must name a GeoProperty")
+
+
+def _check_write_type(request: Request, session: Any, ld: http.LdRequest | None, entity_id: str) -> None:
+    """The optional `type` selector of single-entity writes (§4.17): 404 unless the entity has that type. Only a
+    request that gives one pays for the lookup."""
+    if "type" not in request.query_params:
+        return
+    ld = ld or ld_request(request)
+    _check_type_selector(request, ld, service.get_entity(session, http.tenant_of(request), entity_id))
 
 
 def _check_type_selector(request: Request, ld: http.LdRequest, ent: Any) -> None:

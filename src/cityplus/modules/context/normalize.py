@@ -134,8 +134,8 @@ def _normalize_instance(name: str, value: Any, depth: int, partial: bool = False
         kind = _concise_kind(value)
         if kind == "GeoProperty" and "value" not in value:
             value = {"value": value}  # concise GeoProperty: the GeoJSON geometry itself
-        elif kind == "Property" and not any(k in value for k in VALUE_MEMBER.values()):
-            value = {"value": value}  # a JSON object as the value of a concise Property
+        elif kind == "Property" and not partial and not any(k in value for k in VALUE_MEMBER.values()):
+            value = {"value": value}  # a JSON object as the value of a concise Property (a patch names members)
     out: dict[str, Any] = {"type": kind}
     member = VALUE_MEMBER[kind]
     if member in value and value[member] == NGSI_NULL:
@@ -154,6 +154,10 @@ def _normalize_instance(name: str, value: Any, depth: int, partial: bool = False
                 raise BadRequestData(f"attribute {name}: unitCode must be a string")
             out[key] = sub
         elif key == "datasetId":
+            if sub == "@none":
+                continue  # §4.5.5: "@none" names the default instance, which carries no datasetId
+            if sub == NGSI_NULL:
+                raise BadRequestData(f"attribute {name}: a datasetId cannot be deleted with urn:ngsi-ld:null")
             if not is_uri(sub):
                 raise BadRequestData(f"attribute {name}: datasetId must be a URI")
             out[key] = sub

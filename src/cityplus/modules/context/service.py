@@ -224,12 +224,14 @@ def _set_attr(row: store.Row, name: str, new: Any, now: str, *, patch: bool = Fa
 
 
 def _append(row: store.Row, fragment: dict[str, Any], now: str, *, no_overwrite: bool) -> UpdateResult:
-    """Add attributes (replacing same-datasetId instances unless noOverwrite); types and scopes are added."""
+    """Add attributes (replacing same-datasetId instances unless noOverwrite); types are added, scopes replaced
+    (added to with noOverwrite), as for an attribute (§4.18)."""
     result = UpdateResult()
     if "type" in fragment:
         row.set_types(list(dict.fromkeys([*row.types, *fragment["type"]])))
     if "scope" in fragment:
-        row.set_scopes(list(dict.fromkeys([*(row.scopes or []), *fragment["scope"]])))
+        row.set_scopes(list(dict.fromkeys([*(row.scopes or []), *fragment["scope"]])) if no_overwrite
+                       else list(fragment["scope"]))
     for name, value in fragment.items():
         if name in ("id", "type", "scope"):
             continue
@@ -240,8 +242,17 @@ def _append(row: store.Row, fragment: dict[str, Any], now: str, *, no_overwrite:
 
 
 def _update(row: store.Row, fragment: dict[str, Any], now: str) -> UpdateResult:
-    """Replace existing attributes only; others are reported not updated."""
+    """Replace existing attributes only; others are reported not updated. Types are added; scope is replaced when
+    the entity has one (§4.18), and reported not updated otherwise."""
     result = UpdateResult()
+    if "type" in fragment:
+        row.set_types(list(dict.fromkeys([*row.types, *fragment["type"]])))
+    if "scope" in fragment:
+        if row.scopes:
+            row.set_scopes(list(fragment["scope"]))
+            result.updated.append("scope")
+        else:
+            result.not_updated.append(("scope", "the entity has no scope to update"))
     for name, value in fragment.items():
         if name in ("id", "type", "scope"):
             continue
@@ -309,7 +320,7 @@ def update_attrs(session: Session, tenant_name: str | None, entity_id: str, frag
     t = tenant(session, tenant_name, create=False)
     row = _row(session, t, entity_id)
     result = _update(row, fragment, stamp())
-    if result.updated:
+    if result.updated or row.dirty:
         store.save(session, t.id, [row])
     return result
 
@@ -369,6 +380,16 @@ def delete_attr(session: Session, tenant_name: str | None, entity_id: str, name:
         else:
             del row.attrs[name]
     row.changed(name)
+    store.save(session, t.id, [row])
+
+
+def delete_scope(session: Session, tenant_name: str | None, entity_id: str) -> None:
+    """DELETE /entities/{id}/attrs/scope: the entity no longer has a scope (ResourceNotFound if it had none)."""
+    t = tenant(session, tenant_name, create=False)
+    row = _row(session, t, entity_id)
+    if not row.scopes:
+        raise ResourceNotFound(f"entity {entity_id} has no scope")
+    row.set_scopes(None)
     store.save(session, t.id, [row])
 
 
