@@ -278,3 +278,80 @@ async def test_dataset_id_none_and_null(client, writer) -> None:  # type: ignore
                                                                                        "datasetId": "@none"}))
     assert r.status_code == 204, r.text
     assert sorted(s["value"] for s in (await get(client, writer, eid))["speed"]) == [11, 56]
+
+
+# --- payload strictness ----------------------------------------------------------------------------------------
+
+PROOF = {"type": "DataIntegrityProof", "cryptosuite": "eddsa-rdfc-2022", "proofValue": "zQeV"}
+
+
+@pytest.mark.parametrize("extra", [
+    {"type": "type"}, {"type": "9Vehicle"}, {"type": ["Vehicle", "id"]},
+    {"datasetId": {"type": "Property", "value": 1}}, {"instanceId": {"type": "Property", "value": 1}},
+    {"observedAt": {"type": "Property", "value": "2026-01-01T00:00:00Z"}},
+    {"speed": {"type": "Property", "value": 1, "@context": {"speed": "https://evil.example/speed"}}},
+    {"tickets": {"type": "JsonProperty", "json": {"a": 1}, "unitCode": "MTR"}},
+    {"tickets": {"type": "JsonProperty", "json": 5}}, {"tickets": {"json": "raw"}},
+    {"speed": {"type": "Property", "value": 1, "previousValue": 0}},
+    {"speed": {"type": "Property", "value": 1, "entityIdSealed": "urn:ngsi-ld:Vehicle:x"}},
+    {"ngsildproof": {"type": "Property", "value": "not-a-proof-object"}},
+    {"ngsildproof": {"type": "Property", "value": PROOF, "entityTypeSealed": 42}},
+    {"isParked": {"type": "Relationship", "object": "urn:ngsi-ld:Parking:1", "unitCode": "MTR"}},
+    {"isParked": {"type": "Relationship", "object": "urn:ngsi-ld:Parking:1", "previousObject": "urn:a:b"}},
+    {"location": {"type": "GeoProperty", "value": {"type": "GeometryCollection", "geometries": [
+        {"type": "Point", "coordinates": [17.1, 48.7]}]}}},
+    {"location": {"type": "Property", "value": 7}},
+    {"location": {"type": "GeoProperty", "value": "{not json"}},
+    {"name": {"type": "LanguageProperty", "languageMap": {"@none": "urn:ngsi-ld:null"}}},
+    {"name": {"type": "LanguageProperty", "languageMap": {"en": "x"}, "valueType": "xsd:string"}},
+    {"name": {"type": "LanguageProperty", "languageMap": {"": "x"}}},
+    {"speed": {"type": "Property", "value": "urn:ngsi-ld:null"}},
+    {"isParked": {"type": "Relationship", "object": "urn:ngsi-ld:null"}},
+    {"speed": {"type": "Property", "value": 1, "sub": {"type": "Property", "value": "urn:ngsi-ld:null"}}},
+    {"address": {"type": "Property", "value": {"geo": {"country": "urn:ngsi-ld:null"}}}},
+    {"scope": "urn:ngsi-ld:null"}, {"id": "urn:ngsi-ld:null"}, {"@id": "urn:ngsi-ld:Vehicle:other"},
+])
+async def test_create_refuses_what_the_spec_forbids(client, writer, extra) -> None:  # type: ignore[no-untyped-def]
+    entity = {"id": "urn:ngsi-ld:Vehicle:strict", "type": "Vehicle", **extra}
+    problem(await client.post(URL, headers={**writer, **JS}, content=json.dumps(entity)), 400, "BadRequestData")
+    assert (await client.get(f"{URL}/urn:ngsi-ld:Vehicle:strict", headers=writer)).status_code == 404
+    # the same entity in a batch create fails alone
+    r = await client.post(f"{OPS}/create", headers={**writer, **JS},
+                          content=json.dumps([entity, {"id": "urn:ngsi-ld:Vehicle:fine", "type": "Vehicle"}]))
+    assert r.status_code == 207 and r.json()["success"] == ["urn:ngsi-ld:Vehicle:fine"], r.text
+
+
+async def test_create_accepts_what_the_spec_allows(client, writer) -> None:  # type: ignore[no-untyped-def]
+    eid = "urn:ngsi-ld:Vehicle:lenient"
+    entity = {"@id": eid, "@type": "Vehicle", "speed": {"type": "Property", "value": 42,
+                                                         "observedAt": "2026-08-10T12:00:00+08:00"},
+              "location": {"type": "GeoProperty", "value": '{"type": "Point", "coordinates": [17.1, 48.7]}'},
+              "ngsildproof": {"type": "Property", "value": PROOF, "entityIdSealed": eid},
+              "tickets": {"json": {"speed": 3, "type": "raw"}},
+              "name": {"type": "LanguageProperty", "languageMap": {"en": "x"}, "valueType": "langString"},
+              "address": {"type": "Property", "value": {"street": None, "city": "成都"}},
+              "field": {"type": "Property", "value": {"type": "Point", "coordinates": [1, 2]}}}
+    await create(client, writer, entity)
+    doc = await get(client, writer, eid)
+    assert doc["id"] == eid and doc["type"] == "Vehicle" and "@id" not in doc and "@type" not in doc
+    assert doc["location"]["value"] == {"type": "Point", "coordinates": [17.1, 48.7]}
+    assert doc["tickets"] == {"type": "JsonProperty", "json": {"speed": 3, "type": "raw"}}
+    # observedAt with an offset: v1.8 clients (and devices in UTC+8) send them; the broker keeps what was sent
+    assert doc["speed"]["observedAt"] == "2026-08-10T12:00:00+08:00"
+    # a Smart Data Models example types location as a Property holding GeoJSON: still accepted
+    await create(client, writer, {"id": "urn:ngsi-ld:DeviceMeasurement:1", "type": "DeviceMeasurement",
+                                  "location": {"type": "Property", "value": {"type": "Point",
+                                                                             "coordinates": [60.17, 24.93]}}})
+
+
+async def test_partial_update_refuses_nested_null(client, writer) -> None:  # type: ignore[no-untyped-def]
+    eid = "urn:ngsi-ld:Vehicle:0554"
+    await create(client, writer, {"id": eid, "type": "Vehicle", "address": {
+        "type": "Property", "value": {"street": "Straße des 17. Juni", "country": "Germany"}}})
+    problem(await client.patch(f"{URL}/{eid}/attrs/address", headers={**writer, **JS},
+                               content=json.dumps({"value": {"country": "urn:ngsi-ld:null"}})), 400, "BadRequestData")
+    assert (await get(client, writer, eid))["address"]["value"]["country"] == "Germany"
+    # a merge may remove the key
+    merge = {"address": {"type": "Property", "value": {"country": "urn:ngsi-ld:null"}}}
+    r = await client.patch(f"{URL}/{eid}", headers={**writer, **JS}, content=json.dumps(merge))
+    assert r.status_code == 204, r.text

@@ -268,11 +268,12 @@ async def test_ngsi_ld_null_deletes(client, writer) -> None:  # type: ignore[no-
                      pm10=[{"type": "Property", "value": 1}, {"type": "Property", "value": 2,
                                                               "datasetId": "urn:ngsi-ld:Dataset:b"}],
                      ghost={"type": "Property", "value": null})
+    # NGSI-LD Null only means "delete" in an update: a new entity cannot hold it (§5.2.1)
+    assert (await create(client, writer, entity)).status_code == 400
+    del entity["ghost"]
     assert (await create(client, writer, entity)).status_code == 201
     url = "/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:cd-050"
     h = {**writer, **JS}
-    doc = (await client.get(url, headers=writer)).json()
-    assert "ghost" not in doc  # nothing to delete at creation: the attribute is simply absent
     # merge-patch: a GeoProperty (whose value would otherwise have to be GeoJSON) and a sub-attribute
     r = await client.patch(url, headers={**writer, "Content-Type": "application/merge-patch+json"}, content=json.dumps({
         "location": {"type": "GeoProperty", "value": null}, "accuracy": {"type": "Property", "value": 0.8,

@@ -30,7 +30,14 @@ from cityplus.modules.context.api_common import (
     update_result,
 )
 from cityplus.modules.context.errors import BadRequestData, InvalidRequest, ResourceNotFound
-from cityplus.modules.context.normalize import ENTITY_RESERVED, NAME_RE, is_uri, normalize_attribute
+from cityplus.modules.context.normalize import (
+    ENTITY_RESERVED,
+    NAME_RE,
+    is_uri,
+    nested_null,
+    normalize_attribute,
+    reject_nulls,
+)
 from cityplus.modules.context.params import known_params
 from cityplus.modules.context.runtime import runtime
 
@@ -45,6 +52,7 @@ def router() -> APIRouter:
         _require_object(body[0])
         ld = ld_request(request, *body)
         entity = expand_entity(body[0], ld)
+        reject_nulls(entity)
         service.create_entity(session, http.tenant_of(request), entity)
         audit.append(session, actor_of(principal), "context.entity_create", "ngsi_ld_entity", entity["id"],
                      {"tenant": http.tenant_of(request), "types": entity["type"]})
@@ -212,6 +220,8 @@ def router() -> APIRouter:
         check_attr_name(attr)
         ld = ld_request(request, *body)
         raw = body[0]
+        if isinstance(raw, dict) and nested_null(raw.get("value")):
+            raise BadRequestData("urn:ngsi-ld:null inside a value only removes a key in a merge (PATCH /entities/{id})")
         if isinstance(raw, dict) and raw.get("datasetId") == "@none":
             raw = {k: v for k, v in raw.items() if k != "datasetId"}  # §4.5.5: the default instance
         _check_write_type(request, session, ld, entity_id)

@@ -23,7 +23,7 @@ from cityplus.modules.context.api_common import (
     render,
 )
 from cityplus.modules.context.errors import BadRequestData, NgsiLdError
-from cityplus.modules.context.normalize import is_uri
+from cityplus.modules.context.normalize import is_uri, reject_nulls
 from cityplus.modules.context.runtime import runtime
 
 MAX_BATCH = 10_000
@@ -77,7 +77,10 @@ def router() -> APIRouter:
                                          "(use application/ld+json, or a Link header)")
                 # application/ld+json batches carry an @context in every element.
                 ld = shared or ld_request(request, raw, http.JSONLD)
-                entities.append(expand_entity(raw, ld, require_type=require_type))
+                entity = expand_entity(raw, ld, require_type=require_type)
+                if op == "create":
+                    reject_nulls(entity)
+                entities.append(entity)
             except NgsiLdError as exc:
                 failed.append((str(raw.get("id") if isinstance(raw, dict) else raw), exc))
         res = service.batch_write(session, http.tenant_of(request), op, entities)
