@@ -355,3 +355,56 @@ async def test_partial_update_refuses_nested_null(client, writer) -> None:  # ty
     merge = {"address": {"type": "Property", "value": {"country": "urn:ngsi-ld:null"}}}
     r = await client.patch(f"{URL}/{eid}", headers={**writer, **JS}, content=json.dumps(merge))
     assert r.status_code == 204, r.text
+
+
+# --- orderBy (v1.9.1 §4.23) --------------------------------------------------------------------------------------
+
+
+async def ordered(client, headers, **params: str) -> list[str]:  # type: ignore[no-untyped-def]
+    r = await client.get(URL, params={"type": "Building", **params}, headers=headers)
+    assert r.status_code == 200, r.text
+    return [d["id"].rsplit(":", 1)[1] for d in r.json()]
+
+
+async def test_order_by(client, writer) -> None:  # type: ignore[no-untyped-def]
+    rows = [("near", [8.01, 40.01], 5, "Amsterdam", "b", 3), ("mid", [9.0, 42.0], "x", "Berlin", "á", 1),
+            ("far", [12.0, 48.0], None, "Zurich", "A", 2)]
+    for suffix, point, probe, city, name, sub in rows:
+        entity = {"id": f"urn:ngsi-ld:Building:{suffix}", "type": "Building",
+                  "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": point}},
+                  "address": {"type": "Property", "value": {"city": city}},
+                  "name": {"type": "Property", "value": name, "subProperty": {"type": "Property", "value": sub}}}
+        if probe is not None:
+            entity["rankProbe"] = {"type": "Property", "value": probe}
+        await create(client, writer, entity)
+    assert await ordered(client, writer, orderBy="location;dist-asc", orderFrom="[8,40]") == ["near", "mid", "far"]
+    assert await ordered(client, writer, orderBy="location;dist-desc", orderFrom="[8,40]") == ["far", "mid", "near"]
+    # numbers < strings < absent, whatever the direction
+    assert await ordered(client, writer, orderBy="rankProbe") == ["near", "mid", "far"]
+    assert await ordered(client, writer, orderBy="rankProbe;desc") == ["mid", "near", "far"]
+    assert await ordered(client, writer, orderBy="address[city];desc") == ["far", "mid", "near"]
+    assert await ordered(client, writer, orderBy="name.subProperty") == ["mid", "far", "near"]
+    assert await ordered(client, writer, orderBy="id;desc") == ["near", "mid", "far"]
+    assert await ordered(client, writer, orderBy="createdAt;desc") == ["far", "mid", "near"]
+    assert await ordered(client, writer, orderBy="type,name.createdAt") == ["near", "mid", "far"]
+    # code points by default (A < b < á); the root collation ranks á with a
+    assert await ordered(client, writer, orderBy="name") == ["far", "near", "mid"]
+    assert await ordered(client, writer, orderBy="name", collation="und") == ["far", "mid", "near"]
+    # paging and count apply to the ordered list
+    r = await client.get(URL, params={"type": "Building", "orderBy": "name;desc", "limit": "1", "offset": "1",
+                                      "count": "true"}, headers=writer)
+    assert [d["id"] for d in r.json()] == ["urn:ngsi-ld:Building:near"] and r.headers["NGSILD-Results-Count"] == "3"
+    # the batch query's ordering member
+    body = {"entities": [{"type": "Building"}], "ordering": {"orderBy": ["location;dist-asc"],
+                                                              "coordinates": [12, 48], "geometry": "Point"}}
+    r = await query(client, writer, body)
+    assert [d["id"].rsplit(":", 1)[1] for d in r.json()] == ["far", "mid", "near"], r.text
+
+
+@pytest.mark.parametrize("params", [
+    {"orderBy": "location;dist-asc"}, {"orderBy": "name;sideways"}, {"orderBy": "name", "collation": "!!nope"},
+    {"orderBy": "name", "collation": "not a bcp47 tag!!"}, {"collation": "und"}, {"orderFrom": "[8,40]"},
+    {"orderBy": "location;dist-asc", "orderFrom": "8,40"}, {"orderBy": "id.x"}, {"orderBy": "name[city"},
+])
+async def test_order_by_checks(client, writer, params) -> None:  # type: ignore[no-untyped-def]
+    problem(await client.get(URL, params={"type": "Building", **params}, headers=writer), 400, "BadRequestData")

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from cityplus.api.deps import DbSession, get_ctx
 from cityplus.core import audit
 from cityplus.modules.context import geo as geomod
-from cityplus.modules.context import http, jsonld, linked, params, service
+from cityplus.modules.context import http, jsonld, linked, ordering, params, service
 from cityplus.modules.context import query as qmod
 from cityplus.modules.context.api_common import (
     PREFIX,
@@ -90,6 +90,8 @@ def router() -> APIRouter:
         if local == "true" and not any(selectors.values()) and attrs is None and shape.pick is None:
             selectors["idPattern"] = ".*"  # a local query may ask for every entity (§5.7.2.4)
         query = build_query(ld, selectors, attrs, limit, offset, count)
+        order = ordering.parse(p.get("orderBy"), p.get("collation"), p.get("orderFrom"), None,
+                               ld.active.expand_term)
         if shape.pick is not None and attrs is None and not shape.pick.names() & params.ENTITY_MEMBERS:
             # pick without entity members selects entities by their attributes, as attrs does.
             query.attrs = [ld.active.expand_term(n) for n in shape.pick.names()]
@@ -97,7 +99,8 @@ def router() -> APIRouter:
             return http.ld_response([], ld)
         if limit == 0 and not count:
             raise BadRequestData("limit=0 is only allowed with count=true")
-        page, total = service.query_entities(session, http.tenant_of(request), query)
+        page, total = service.query_entities(session, http.tenant_of(request), query) if order is None else \
+            ordering.query_sorted(session, http.tenant_of(request), query, order)
         roots = [(e, render(request, ld, e, attrs, shape)) for e in page]
         docs = [d for _, d in roots if any(k != "@context" for k in d)]
         if shape.join is not None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from cityplus.api.deps import DbSession, get_ctx
 from cityplus.core import audit
-from cityplus.modules.context import http, jsonld, params, service
+from cityplus.modules.context import http, jsonld, ordering, params, service
 from cityplus.modules.context.api import build_query, join_roots, restrict_to_open_types
 from cityplus.modules.context.api_common import (
     PREFIX,
@@ -157,8 +157,7 @@ def router() -> APIRouter:
         geo = data.get("geoQ") or {}
         if not isinstance(geo, dict):
             raise BadRequestData("geoQ must be an object")
-        if "ordering" in data:
-            _check_ordering(data["ordering"])
+        order = _ordering(data.get("ordering"), ld) if "ordering" in data else None
         attrs = data.get("attrs")
         if attrs is not None and (not isinstance(attrs, list) or not attrs
                                   or not all(isinstance(a, str) and a.strip() for a in attrs)):
@@ -175,7 +174,8 @@ def router() -> APIRouter:
             query.attrs = [ld.active.expand_term(n) for n in shape.pick.names()]
         if not restrict_to_open_types(request, ld, query):
             return http.ld_response([], ld)
-        page, total = service.query_entities(session, http.tenant_of(request), query)
+        page, total = service.query_entities(session, http.tenant_of(request), query) if order is None else \
+            ordering.query_sorted(session, http.tenant_of(request), query, order)
         roots = [(e, render(request, ld, e, expanded, shape)) for e in page]
         docs = [d for _, d in roots if any(k != "@context" for k in d)]
         if shape.join is not None:
@@ -247,14 +247,16 @@ def _shape_members(data: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _check_ordering(ordering: Any) -> None:
-    """The shape of the Query's `ordering` member (OrderingParams, §5.2.43)."""
-    if not isinstance(ordering, dict):
+def _ordering(value: Any, ld: http.LdRequest) -> ordering.Ordering | None:
+    """The Query's `ordering` member (OrderingParams, §5.2.43): orderBy, collation, coordinates, geometry."""
+    if not isinstance(value, dict):
         raise BadRequestData("ordering must be an object")
-    if "coordinates" in ordering and not isinstance(ordering["coordinates"], list):
+    if "coordinates" in value and not isinstance(value["coordinates"], list):
         raise BadRequestData("ordering.coordinates must be a JSON array")
-    if "geometry" in ordering and not isinstance(ordering["geometry"], str):
+    if "geometry" in value and not isinstance(value["geometry"], str):
         raise BadRequestData("ordering.geometry must be a string")
+    return ordering.parse(value.get("orderBy"), value.get("collation"), value.get("coordinates"),
+                          value.get("geometry"), ld.active.expand_term)
 
 
 def _audit(session: Session, principal: Any, what: str, res: service.BatchResult, tenant: str | None) -> None:

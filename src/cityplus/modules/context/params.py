@@ -24,7 +24,7 @@ _PROJECTION_NAME = re.compile(r"[^\s,|{}()\[\];=<>\"'!]+")
 
 _QUERY = {"id", "idPattern", "type", "attrs", "pick", "omit", "q", "scopeQ", "georel", "geometry", "coordinates",
           "geoproperty", "geometryProperty", "lang", "options", "format", "limit", "offset", "count", "local", "csf",
-          "join", "joinLevel", "containedBy", "datasetId", "entityMap", "orderBy"}
+          "join", "joinLevel", "containedBy", "datasetId", "entityMap", "orderBy", "collation", "orderFrom"}
 _RETRIEVE = {"type", "attrs", "pick", "omit", "geometryProperty", "lang", "options", "format", "local", "join",
              "joinLevel", "containedBy", "datasetId", "entityMap"}
 ALLOWED: dict[str, frozenset[str]] = {
