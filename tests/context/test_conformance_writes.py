@@ -408,3 +408,25 @@ async def test_order_by(client, writer) -> None:  # type: ignore[no-untyped-def]
 ])
 async def test_order_by_checks(client, writer, params) -> None:  # type: ignore[no-untyped-def]
     problem(await client.get(URL, params={"type": "Building", **params}, headers=writer), 400, "BadRequestData")
+
+
+# --- purge (v1.9.1 §5.6.21) and /jsonldContexts --------------------------------------------------------------
+
+
+async def test_purge_entities(client, writer, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from cityplus.modules.context import api
+
+    monkeypatch.setattr(api, "PURGE_CHUNK", 1)  # several rounds
+    for i in range(3):
+        await create(client, writer, {"id": f"urn:ngsi-ld:Vehicle:p{i}", "type": "Vehicle",
+                                      "speed": {"type": "Property", "value": i * 50}})
+    await create(client, writer, {"id": "urn:ngsi-ld:Building:keep", "type": "Building"})
+    problem(await client.delete(URL, headers=writer), 400, "BadRequestData")  # never "everything"
+    problem(await client.delete(URL, params={"type": "Vehicle", "invalidParam": "1"}, headers=writer), 400,
+            "InvalidRequest")
+    r = await client.delete(URL, params={"type": "Vehicle", "q": "speed>=50"}, headers=writer)
+    assert r.status_code == 204, r.text
+    left = await client.get(URL, params={"type": "Vehicle,Building"}, headers=writer)
+    assert sorted(d["id"] for d in left.json()) == ["urn:ngsi-ld:Building:keep", "urn:ngsi-ld:Vehicle:p0"]
+    problem(await client.delete(URL, params={"type": "Vehicle"}, headers={**writer, "NGSILD-Tenant": "nobody"}), 404,
+            "NonexistentTenant")

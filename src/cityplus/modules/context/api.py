@@ -113,6 +113,30 @@ def router() -> APIRouter:
             headers["Link"] = ", ".join(filter(None, [http.link_header(ld).get("Link"), links]))
         return http.ld_response(docs, ld, headers=headers)
 
+    @r.delete("/entities", status_code=204, operation_id="ngsild_purge_entities",
+              dependencies=[Depends(known_params("purge"))])
+    def purge_entities(request: Request, principal: Writer, session: DbSession) -> Response:
+        """Purge Entities (v1.9.1 §5.6.21): delete every entity the selectors match; a selector is required."""
+        ld = ld_request(request)
+        selectors = {k: request.query_params.get(k) for k in ("id", "idPattern", "type", "q", "scopeQ", "georel",
+                                                              "geometry", "coordinates", "geoproperty")}
+        if not any(selectors.values()):
+            raise BadRequestData("name the entities to purge: type, id, idPattern, q, scopeQ or a geo-query")
+        tenant = http.tenant_of(request)
+        query = build_query(ld, selectors, None, PURGE_CHUNK, 0, False)
+        purged = 0
+        while True:  # each round deletes what the previous one left: the next page starts again at offset 0
+            page, _ = service.query_entities(session, tenant, query)
+            if not page:
+                break
+            done = len(service.batch_write(session, tenant, "delete", [e.entity_id for e in page]).success)
+            purged += done
+            if len(page) < PURGE_CHUNK or not done:
+                break
+        audit.append(session, actor_of(principal), "context.entities_purge", "ngsi_ld_tenant", tenant or "default",
+                     {"purged": purged, "selectors": {k: v for k, v in selectors.items() if v}})
+        return Response(status_code=204)
+
     @r.get("/entities/{entity_id}", operation_id="ngsild_get_entity", dependencies=[Depends(known_params("retrieve"))])
     def get_entity(request: Request, principal: Reader, entity_id: EntityId, session: DbSession) -> Response:
         """One entity."""
@@ -326,6 +350,9 @@ def _check_type_selector(request: Request, ld: http.LdRequest, ent: Any) -> None
     selected = service.parse_types(raw, ld.active.expand_term)
     if not selected.matches(ent.types):
         raise ResourceNotFound(f"entity {ent.entity_id} is not of type {raw[:80]}")
+
+
+PURGE_CHUNK = 1000  # entities deleted per round by DELETE /entities
 
 
 def join_roots(request: Request, session: Any, ld: http.LdRequest, roots: list[tuple[Any, dict[str, Any]]],

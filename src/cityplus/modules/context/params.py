@@ -34,6 +34,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "replace": frozenset({"type", "local", "options"}),
     "merge": frozenset({"type", "local", "options"}),
     "delete": frozenset({"type", "local"}),
+    "purge": frozenset({"type", "id", "idPattern", "q", "scopeQ", "georel", "geometry", "coordinates", "geoproperty",
+                        "local"}),
     "append": frozenset({"type", "local", "options"}),
     "update": frozenset({"type", "local", "options"}),
     "attr_patch": frozenset({"type", "local", "options"}),
