@@ -430,3 +430,16 @@ async def test_purge_entities(client, writer, monkeypatch) -> None:  # type: ign
     assert sorted(d["id"] for d in left.json()) == ["urn:ngsi-ld:Building:keep", "urn:ngsi-ld:Vehicle:p0"]
     problem(await client.delete(URL, params={"type": "Vehicle"}, headers={**writer, "NGSILD-Tenant": "nobody"}), 404,
             "NonexistentTenant")
+
+
+async def test_length_required(client, writer) -> None:  # type: ignore[no-untyped-def]
+    async def chunked():  # type: ignore[no-untyped-def]
+        yield json.dumps({"id": "urn:ngsi-ld:Building:411", "type": "Building"}).encode()
+
+    for method, path in (("POST", URL), ("PATCH", f"{URL}/urn:ngsi-ld:Building:411/attrs"),
+                         ("PUT", f"{URL}/urn:ngsi-ld:Building:411")):
+        r = await client.request(method, path, headers={**writer, **JS, "NGSILD-Tenant": "nosuchtenant"},
+                                 content=chunked())
+        assert r.status_code == 411 and r.content == b"", (method, r.text)
+    assert (await client.get(f"{URL}/urn:ngsi-ld:Building:411", headers=writer)).status_code == 404
+    assert (await client.get(URL, params={"type": "Building"}, headers=writer)).status_code == 200
