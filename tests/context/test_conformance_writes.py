@@ -443,3 +443,17 @@ async def test_length_required(client, writer) -> None:  # type: ignore[no-untyp
         assert r.status_code == 411 and r.content == b"", (method, r.text)
     assert (await client.get(f"{URL}/urn:ngsi-ld:Building:411", headers=writer)).status_code == 404
     assert (await client.get(URL, params={"type": "Building"}, headers=writer)).status_code == 200
+
+
+async def test_object_list_forms(client, writer) -> None:  # type: ignore[no-untyped-def]
+    eid = "urn:ngsi-ld:Vehicle:4522"
+    await create(client, writer, {"id": eid, "type": "Vehicle", "route": {
+        "type": "ListRelationship", "objectList": ["urn:ngsi-ld:Road:1", {"object": "urn:ngsi-ld:Road:2"}]}})
+    entries = [{"object": "urn:ngsi-ld:Road:1"}, {"object": "urn:ngsi-ld:Road:2"}]
+    assert (await get(client, writer, eid))["route"] == {"type": "ListRelationship", "objectList": entries}
+    assert (await get(client, writer, eid, format="concise"))["route"] == {"objectList": entries}
+    assert (await get(client, writer, eid, options="keyValues"))["route"] == ["urn:ngsi-ld:Road:1",
+                                                                             "urn:ngsi-ld:Road:2"]
+    for road in ("urn:ngsi-ld:Road:1", "urn:ngsi-ld:Road:2"):
+        r = await client.get(URL, params={"type": "Vehicle", "q": f"route=={road}"}, headers=writer)
+        assert [d["id"] for d in r.json()] == [eid], r.text

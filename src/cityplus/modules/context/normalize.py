@@ -365,7 +365,19 @@ def simplified(attr: Any, lang: str | None = None) -> Any:
         return _pick_language(value, lang)
     if kind == "LanguageProperty":
         return {"languageMap": value}
+    if kind == "ListRelationship" and isinstance(value, list):
+        return [i.get("object") if isinstance(i, dict) else i for i in value]  # bare target ids
     return value
+
+
+def object_list_entries(attr: Any) -> Any:
+    """A ListRelationship's objectList as {"object": uri} entries (§4.5.22.3), whichever form it was given in."""
+    if isinstance(attr, list):
+        return [object_list_entries(a) for a in attr]
+    if not isinstance(attr, dict) or attr.get("type") != "ListRelationship" or \
+            not isinstance(attr.get("objectList"), list):
+        return attr
+    return {**attr, "objectList": [i if isinstance(i, dict) else {"object": i} for i in attr["objectList"]]}
 
 
 def concise(attr: Any, lang: str | None = None) -> Any:
