@@ -132,7 +132,10 @@ async def test_list_details_and_kind(client, writer, remote) -> None:  # type: i
     by_url = {d["URL"]: d for d in details}
     assert by_url[url] == {"URL": url, "localId": cid, "kind": "Hosted", "createdAt": by_url[url]["createdAt"]}
     assert by_url[jsonld.CORE_CONTEXT_URL]["kind"] == "Cached"
-    assert by_url[REMOTE] == {"URL": REMOTE, "localId": cached_id(REMOTE), "kind": "Cached"}
+    # cached copies carry when this process made them (the remote one: just now; built-in ones: at start-up)
+    assert by_url[REMOTE] == {"URL": REMOTE, "localId": cached_id(REMOTE), "kind": "Cached",
+                              "createdAt": by_url[REMOTE]["createdAt"]}
+    assert by_url[REMOTE]["createdAt"] >= by_url[jsonld.CORE_CONTEXT_URL]["createdAt"]
     for kind in ("Hosted", "hosted"):
         assert (await client.get(BASE, params={"kind": kind}, headers=writer)).json() == [url]
     cached = (await client.get(BASE, params={"kind": "cached"}, headers=writer)).json()
@@ -187,10 +190,21 @@ async def test_reload_failure_is_503(client, writer, remote) -> None:  # type: i
     assert r.status_code == 503 and r.json()["type"] == E + "LdContextNotAvailable"
 
 
+async def test_body_without_context_is_invalid_request(client, writer) -> None:  # type: ignore[no-untyped-def]
+    r = await client.post(BASE, headers={**writer, **JS}, content=json.dumps({"speed": VOCAB + "speed"}))
+    assert r.status_code == 400 and r.json()["type"] == E + "InvalidRequest", r.text  # ETSI TP 050_02_01
+    r = await client.post(BASE, headers={**writer, **JS},
+                          content=json.dumps({"@context": ["https://unreachable.example/ctx.jsonld", 7]}))
+    assert r.status_code == 400 and r.json()["type"] == E + "BadRequestData", r.text  # checked before any fetch
+    r = await client.delete(f"{BASE}/no-such-context", params={"reload": "true"}, headers=writer)
+    assert r.status_code == 400 and r.json()["type"] == E + "BadRequestData", r.text
+    r = await client.delete(f"{BASE}/no-such-context", headers=writer)
+    assert r.status_code == 404 and r.json()["type"] == E + "ResourceNotFound", r.text
+
+
 @pytest.mark.parametrize(("body", "why"), [
     (b"[]", "not an object"),
     (b'"https://example.org/ctx.jsonld"', "not an object"),
-    (json.dumps({"speed": VOCAB + "speed"}).encode(), "no @context"),
     (json.dumps({"@context": 42}).encode(), "a number"),
     (json.dumps({"@context": "https://example.org/ctx.jsonld"}).encode(), "a URL alone"),
     (json.dumps({"@context": {"speed": 42}}).encode(), "invalid term definition"),

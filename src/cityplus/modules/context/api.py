@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from cityplus.api.deps import DbSession, get_ctx
 from cityplus.core import audit
 from cityplus.modules.context import geo as geomod
-from cityplus.modules.context import http, jsonld, linked, params, service
+from cityplus.modules.context import http, jsonld, linked, ordering, params, service
 from cityplus.modules.context import query as qmod
 from cityplus.modules.context.api_common import (
     PREFIX,
@@ -30,7 +30,14 @@ from cityplus.modules.context.api_common import (
     update_result,
 )
 from cityplus.modules.context.errors import BadRequestData, InvalidRequest, ResourceNotFound
-from cityplus.modules.context.normalize import ENTITY_RESERVED, NAME_RE, is_uri, normalize_attribute
+from cityplus.modules.context.normalize import (
+    ENTITY_RESERVED,
+    NAME_RE,
+    is_uri,
+    nested_null,
+    normalize_attribute,
+    reject_nulls,
+)
 from cityplus.modules.context.params import known_params
 from cityplus.modules.context.runtime import runtime
 
@@ -45,6 +52,7 @@ def router() -> APIRouter:
         _require_object(body[0])
         ld = ld_request(request, *body)
         entity = expand_entity(body[0], ld)
+        reject_nulls(entity)
         service.create_entity(session, http.tenant_of(request), entity)
         audit.append(session, actor_of(principal), "context.entity_create", "ngsi_ld_entity", entity["id"],
                      {"tenant": http.tenant_of(request), "types": entity["type"]})
@@ -82,22 +90,21 @@ def router() -> APIRouter:
         if local == "true" and not any(selectors.values()) and attrs is None and shape.pick is None:
             selectors["idPattern"] = ".*"  # a local query may ask for every entity (§5.7.2.4)
         query = build_query(ld, selectors, attrs, limit, offset, count)
+        order = ordering.parse(p.get("orderBy"), p.get("collation"), p.get("orderFrom"), None,
+                               ld.active.expand_term)
         if shape.pick is not None and attrs is None and not shape.pick.names() & params.ENTITY_MEMBERS:
             # pick without entity members selects entities by their attributes, as attrs does.
             query.attrs = [ld.active.expand_term(n) for n in shape.pick.names()]
-        visible = open_types(request, ld)
-        if visible is not None:
-            query.types = service.TypeExpr(tuple((t,) for t in visible)) if query.types is None else \
-                service.TypeExpr(tuple(g for g in query.types.groups if set(g) & visible))
-            if not query.types.groups:
-                return http.ld_response([], ld)
+        if not restrict_to_open_types(request, ld, query):
+            return http.ld_response([], ld)
         if limit == 0 and not count:
             raise BadRequestData("limit=0 is only allowed with count=true")
-        page, total = service.query_entities(session, http.tenant_of(request), query)
+        page, total = service.query_entities(session, http.tenant_of(request), query) if order is None else \
+            ordering.query_sorted(session, http.tenant_of(request), query, order)
         roots = [(e, render(request, ld, e, attrs, shape)) for e in page]
         docs = [d for _, d in roots if any(k != "@context" for k in d)]
         if shape.join is not None:
-            docs += _join(request, session, ld, [(e, d) for e, d in roots if d], shape)
+            docs += join_roots(request, session, ld, [(e, d) for e, d in roots if d], shape)
         headers: dict[str, str] = {}
         if total is not None:
             headers["NGSILD-Results-Count"] = str(total)
@@ -105,6 +112,30 @@ def router() -> APIRouter:
         if links:
             headers["Link"] = ", ".join(filter(None, [http.link_header(ld).get("Link"), links]))
         return http.ld_response(docs, ld, headers=headers)
+
+    @r.delete("/entities", status_code=204, operation_id="ngsild_purge_entities",
+              dependencies=[Depends(known_params("purge"))])
+    def purge_entities(request: Request, principal: Writer, session: DbSession) -> Response:
+        """Purge Entities (v1.9.1 §5.6.21): delete every entity the selectors match; a selector is required."""
+        ld = ld_request(request)
+        selectors = {k: request.query_params.get(k) for k in ("id", "idPattern", "type", "q", "scopeQ", "georel",
+                                                              "geometry", "coordinates", "geoproperty")}
+        if not any(selectors.values()):
+            raise BadRequestData("name the entities to purge: type, id, idPattern, q, scopeQ or a geo-query")
+        tenant = http.tenant_of(request)
+        query = build_query(ld, selectors, None, PURGE_CHUNK, 0, False)
+        purged = 0
+        while True:  # each round deletes what the previous one left: the next page starts again at offset 0
+            page, _ = service.query_entities(session, tenant, query)
+            if not page:
+                break
+            done = len(service.batch_write(session, tenant, "delete", [e.entity_id for e in page]).success)
+            purged += done
+            if len(page) < PURGE_CHUNK or not done:
+                break
+        audit.append(session, actor_of(principal), "context.entities_purge", "ngsi_ld_tenant", tenant or "default",
+                     {"purged": purged, "selectors": {k: v for k, v in selectors.items() if v}})
+        return Response(status_code=204)
 
     @r.get("/entities/{entity_id}", operation_id="ngsild_get_entity", dependencies=[Depends(known_params("retrieve"))])
     def get_entity(request: Request, principal: Reader, entity_id: EntityId, session: DbSession) -> Response:
@@ -125,7 +156,7 @@ def router() -> APIRouter:
         if not any(k != "@context" for k in doc):
             raise ResourceNotFound(f"pick/omit leave nothing of entity {entity_id}")
         if shape.join is not None:
-            flat = _join(request, session, ld, [(ent, doc)], shape)
+            flat = join_roots(request, session, ld, [(ent, doc)], shape)
             if flat:  # join=flat: the entity, then the entities it links to (alone when none was found)
                 return http.ld_response([doc, *flat], ld)
         return http.ld_response(doc, ld)
@@ -141,6 +172,7 @@ def router() -> APIRouter:
         if entity.get("id", entity_id) != entity_id:
             raise BadRequestData("the body's id differs from the id in the path")
         entity["id"] = entity_id
+        _check_write_type(request, session, ld, entity_id)
         service.replace_entity(session, http.tenant_of(request), entity_id, entity)
         audit.append(session, actor_of(principal), "context.entity_replace", "ngsi_ld_entity", entity_id,
                      {"tenant": http.tenant_of(request)})
@@ -156,6 +188,7 @@ def router() -> APIRouter:
         fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
         if fragment.get("id", entity_id) != entity_id:
             raise BadRequestData("the body's id differs from the id in the path")
+        _check_write_type(request, session, ld, entity_id)
         service.merge_entity(session, http.tenant_of(request), entity_id, fragment)
         return Response(status_code=204)
 
@@ -163,6 +196,7 @@ def router() -> APIRouter:
           dependencies=[Depends(known_params("delete"))])
     def delete_entity(request: Request, principal: Writer, entity_id: EntityId, session: DbSession) -> Response:
         """Delete an entity."""
+        _check_write_type(request, session, None, entity_id)
         service.delete_entity(session, http.tenant_of(request), entity_id)
         audit.append(session, actor_of(principal), "context.entity_delete", "ngsi_ld_entity", entity_id,
                      {"tenant": http.tenant_of(request)})
@@ -177,6 +211,7 @@ def router() -> APIRouter:
         ld = ld_request(request, *body)
         opts, _ = http.options(request)
         fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
+        _check_write_type(request, session, ld, entity_id)
         result = service.append_attrs(session, http.tenant_of(request), entity_id, fragment,
                                       no_overwrite="noOverwrite" in opts)
         return update_result(result, ld)
@@ -189,6 +224,7 @@ def router() -> APIRouter:
         _require_object(body[0])
         ld = ld_request(request, *body)
         fragment = expand_entity(body[0], ld, require_id=False, require_type=False)
+        _check_write_type(request, session, ld, entity_id)
         return update_result(service.update_attrs(session, http.tenant_of(request), entity_id, fragment), ld)
 
     def _attr_fragment(ld: http.LdRequest, raw: Any, attr: str, *, partial: bool) -> tuple[str, dict[str, Any]]:
@@ -208,8 +244,14 @@ def router() -> APIRouter:
     def patch_attr(attr: str, request: Request, principal: Writer, body: Body, entity_id: EntityId, session: DbSession
                    ) -> Response:
         """Partially update one attribute: the members and sub-attributes given replace those stored."""
+        check_attr_name(attr)
         ld = ld_request(request, *body)
         raw = body[0]
+        if isinstance(raw, dict) and nested_null(raw.get("value")):
+            raise BadRequestData("urn:ngsi-ld:null inside a value only removes a key in a merge (PATCH /entities/{id})")
+        if isinstance(raw, dict) and raw.get("datasetId") == "@none":
+            raw = {k: v for k, v in raw.items() if k != "datasetId"}  # §4.5.5: the default instance
+        _check_write_type(request, session, ld, entity_id)
         if isinstance(raw, dict) and "type" in raw:
             current = service.get_entity(session, http.tenant_of(request), entity_id).attrs.get(
                 ld.active.expand_term(attr))
@@ -236,7 +278,9 @@ def router() -> APIRouter:
     def replace_attr(attr: str, request: Request, principal: Writer, body: Body, entity_id: EntityId,
                      session: DbSession) -> Response:
         """Replace one attribute."""
-        name, fragment = _attr_fragment(ld_request(request, *body), body[0], attr, partial=False)
+        ld = ld_request(request, *body)
+        name, fragment = _attr_fragment(ld, body[0], attr, partial=False)
+        _check_write_type(request, session, ld, entity_id)
         service.update_attr(session, http.tenant_of(request), entity_id, name, fragment, replace=True)
         return Response(status_code=204)
 
@@ -244,9 +288,13 @@ def router() -> APIRouter:
           dependencies=[Depends(known_params("attr_delete"))])
     def delete_attr(attr: str, request: Request, principal: Writer, entity_id: EntityId, session: DbSession
                     ) -> Response:
-        """Delete an attribute (one datasetId, or all instances with deleteAll=true)."""
-        check_attr_name(attr)
+        """Delete an attribute (one datasetId, or all instances with deleteAll=true); scope deletes the scope."""
         ld = ld_request(request)
+        _check_write_type(request, session, ld, entity_id)
+        if attr == "scope":  # §4.18: scope is deleted like an attribute (it cannot be patched or replaced)
+            service.delete_scope(session, http.tenant_of(request), entity_id)
+            return Response(status_code=204)
+        check_attr_name(attr)
         service.delete_attr(session, http.tenant_of(request), entity_id, ld.active.expand_term(attr),
                             dataset_id=request.query_params.get("datasetId"),
                             delete_all=request.query_params.get("deleteAll") == "true")
@@ -283,6 +331,15 @@ def _check_geometry_property(request: Request, ld: http.LdRequest) -> None:
         raise BadRequestData("geometryProperty must name a GeoProperty")
 
 
+def _check_write_type(request: Request, session: Any, ld: http.LdRequest | None, entity_id: str) -> None:
+    """The optional `type` selector of single-entity writes (§4.17): 404 unless the entity has that type. Only a
+    request that gives one pays for the lookup."""
+    if "type" not in request.query_params:
+        return
+    ld = ld or ld_request(request)
+    _check_type_selector(request, ld, service.get_entity(session, http.tenant_of(request), entity_id))
+
+
 def _check_type_selector(request: Request, ld: http.LdRequest, ent: Any) -> None:
     """The optional `type` of single-entity operations: the entity must have it (404 otherwise)."""
     raw = request.query_params.get("type")
@@ -295,7 +352,10 @@ def _check_type_selector(request: Request, ld: http.LdRequest, ent: Any) -> None
         raise ResourceNotFound(f"entity {ent.entity_id} is not of type {raw[:80]}")
 
 
-def _join(request: Request, session: Any, ld: http.LdRequest, roots: list[tuple[Any, dict[str, Any]]],
+PURGE_CHUNK = 1000  # entities deleted per round by DELETE /entities
+
+
+def join_roots(request: Request, session: Any, ld: http.LdRequest, roots: list[tuple[Any, dict[str, Any]]],
           shape: params.Shape) -> list[dict[str, Any]]:
     """Linked entity retrieval for rendered roots; the flat list of linked entities (inline: changes roots)."""
     assert shape.join is not None
@@ -305,6 +365,16 @@ def _join(request: Request, session: Any, ld: http.LdRequest, roots: list[tuple[
         session, http.tenant_of(request), roots, shape.join, lambda e: render_full(request, ld, e, None),
         ld.active.compact_iri, pick=shape.pick, omit=shape.omit, simplified=fmt == "simplified",
         visible=lambda e: visible is None or bool(visible & set(e.types)))
+
+
+def restrict_to_open_types(request: Request, ld: http.LdRequest, query: service.EntityQuery) -> bool:
+    """Narrow an anonymous caller's query to the open entity types; False when nothing can be visible."""
+    visible = open_types(request, ld)
+    if visible is None:
+        return True
+    query.types = service.TypeExpr(tuple((t,) for t in visible)) if query.types is None else \
+        service.TypeExpr(tuple(g for g in query.types.groups if set(g) & visible))
+    return bool(query.types.groups)
 
 
 def build_query(ld: http.LdRequest, p: dict[str, Any], attrs: list[str] | None, limit: int, offset: int,

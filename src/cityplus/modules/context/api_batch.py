@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from cityplus.api.deps import DbSession, get_ctx
 from cityplus.core import audit
-from cityplus.modules.context import http, service
-from cityplus.modules.context.api import build_query
+from cityplus.modules.context import http, jsonld, ordering, params, service
+from cityplus.modules.context.api import build_query, join_roots, restrict_to_open_types
 from cityplus.modules.context.api_common import (
     PREFIX,
     Body,
@@ -23,7 +23,7 @@ from cityplus.modules.context.api_common import (
     render,
 )
 from cityplus.modules.context.errors import BadRequestData, NgsiLdError
-from cityplus.modules.context.normalize import is_uri
+from cityplus.modules.context.normalize import is_uri, reject_nulls
 from cityplus.modules.context.runtime import runtime
 
 MAX_BATCH = 10_000
@@ -64,13 +64,23 @@ def router() -> APIRouter:
              ) -> service.BatchResult:
         """Expand each entity (a bad one fails alone), then apply the operation to the rest, set-based."""
         shared = ld_request(request, None, http.JSON) if body[1] == http.JSON else None
+        if shared is None and _context_link(request):
+            # §6.3.5: application/ld+json carries the @context in the body; a Link header as well is an error of
+            # the whole request, not of each entity.
+            raise BadRequestData("a JSON-LD Link header is not allowed with Content-Type application/ld+json")
         failed: list[tuple[str, Exception]] = []
         entities: list[dict[str, Any]] = []
         for raw in _entities(body[0]):
             try:
+                if shared is not None and isinstance(raw, dict) and "@context" in raw:
+                    raise BadRequestData("an entity sent as application/json cannot carry an @context "
+                                         "(use application/ld+json, or a Link header)")
                 # application/ld+json batches carry an @context in every element.
                 ld = shared or ld_request(request, raw, http.JSONLD)
-                entities.append(expand_entity(raw, ld, require_type=require_type))
+                entity = expand_entity(raw, ld, require_type=require_type)
+                if op == "create":
+                    reject_nulls(entity)
+                entities.append(entity)
             except NgsiLdError as exc:
                 failed.append((str(raw.get("id") if isinstance(raw, dict) else raw), exc))
         res = service.batch_write(session, http.tenant_of(request), op, entities)
@@ -137,27 +147,116 @@ def router() -> APIRouter:
         limit = http.int_param(request, "limit", rt.settings.default_limit)
         offset = http.int_param(request, "offset", 0)
         service.check_limit(limit, rt.settings.max_limit)
-        entities = data.get("entities") or []
-        if not isinstance(entities, list):
-            raise BadRequestData("entities must be a list of EntitySelector")
-        ids = [e["id"] for e in entities if isinstance(e, dict) and "id" in e]
-        types = "|".join(e["type"] for e in entities if isinstance(e, dict) and isinstance(e.get("type"), str))
-        patterns = [e["idPattern"] for e in entities if isinstance(e, dict) and "idPattern" in e]
+        http.options(request)
+        if "temporalQ" in data:
+            raise BadRequestData("temporalQ is only for the Query Temporal Evolution of Entities operation")
+        for key in ("q", "scopeQ", "csf", "lang"):
+            if key in data and not isinstance(data[key], str):
+                raise BadRequestData(f"{key} must be a string")
+        ids, types, pattern = _selectors(data.get("entities"))
         geo = data.get("geoQ") or {}
         if not isinstance(geo, dict):
             raise BadRequestData("geoQ must be an object")
+        order = _ordering(data.get("ordering"), ld) if "ordering" in data else None
         attrs = data.get("attrs")
-        query = build_query(ld, {"id": ids or None, "idPattern": patterns[0] if patterns else None,
-                                 "type": types or None, "q": data.get("q"), "scopeQ": data.get("scopeQ"),
-                                 "georel": geo.get("georel"), "geometry": geo.get("geometry"),
-                                 "coordinates": geo.get("coordinates"), "geoproperty": geo.get("geoproperty")},
-                            [ld.active.expand_term(a) for a in attrs] if isinstance(attrs, list) else None,
-                            limit, offset, request.query_params.get("count") == "true")
-        page, total = service.query_entities(session, http.tenant_of(request), query)
+        if attrs is not None and (not isinstance(attrs, list) or not attrs
+                                  or not all(isinstance(a, str) and a.strip() for a in attrs)):
+            raise BadRequestData("attrs must be a non-empty array of attribute names")
+        shape = params.shape_from(_shape_members(data), attrs_given=attrs is not None)
+        expanded = [ld.active.expand_term(a) for a in attrs] if attrs is not None else None
+        query = build_query(ld, {"id": ids or None, "idPattern": pattern, "type": types or None, "q": data.get("q"),
+                                 "scopeQ": data.get("scopeQ"), "georel": geo.get("georel"),
+                                 "geometry": geo.get("geometry"), "coordinates": geo.get("coordinates"),
+                                 "geoproperty": geo.get("geoproperty")},
+                            expanded, limit, offset, http.bool_param(request, "count"))
+        if shape.pick is not None and attrs is None and not shape.pick.names() & params.ENTITY_MEMBERS:
+            # as on GET /entities: a pick of attributes only selects the entities that carry them
+            query.attrs = [ld.active.expand_term(n) for n in shape.pick.names()]
+        if not restrict_to_open_types(request, ld, query):
+            return http.ld_response([], ld)
+        page, total = service.query_entities(session, http.tenant_of(request), query) if order is None else \
+            ordering.query_sorted(session, http.tenant_of(request), query, order)
+        roots = [(e, render(request, ld, e, expanded, shape)) for e in page]
+        docs = [d for _, d in roots if any(k != "@context" for k in d)]
+        if shape.join is not None:
+            docs += join_roots(request, session, ld, [(e, d) for e, d in roots if d], shape)
         headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-        return http.ld_response([render(request, ld, e, query.attrs) for e in page], ld, headers=headers)
+        return http.ld_response(docs, ld, headers=headers)
 
     return r
+
+
+def _context_link(request: Request) -> bool:
+    try:
+        return jsonld.parse_link_header(request.headers.get("link") or "") is not None
+    except jsonld.ContextRuleError:
+        return True
+
+
+def _selectors(entities: Any) -> tuple[list[str], str, str | None]:
+    """ids, type expression and idPattern of the Query's EntitySelectors (§5.2.33: type is mandatory, id is a URI
+    or an array of URIs and takes precedence over idPattern)."""
+    if entities is None:
+        return [], "", None
+    if not isinstance(entities, list) or not entities:
+        raise BadRequestData("entities must be a non-empty array of EntitySelector")
+    ids: list[str] = []
+    types: list[str] = []
+    patterns: list[str] = []
+    for sel in entities:
+        if not isinstance(sel, dict):
+            raise BadRequestData("each member of entities must be an EntitySelector object")
+        if not isinstance(sel.get("type"), str) or not sel["type"].strip():
+            raise BadRequestData("an EntitySelector must name its type (a string)")
+        types.append(sel["type"])
+        if "id" in sel:
+            given = sel["id"] if isinstance(sel["id"], list) else [sel["id"]]
+            if not given or not all(isinstance(i, str) and is_uri(i) for i in given):
+                raise BadRequestData("EntitySelector id must be a URI or a non-empty array of URIs")
+            ids.extend(given)
+        elif "idPattern" in sel:
+            if not isinstance(sel["idPattern"], str):
+                raise BadRequestData("EntitySelector idPattern must be a string")
+            patterns.append(sel["idPattern"])
+    return ids, "|".join(types), ("|".join(f"(?:{p})" for p in patterns) if patterns and not ids else None)
+
+
+def _shape_members(data: dict[str, Any]) -> dict[str, str]:
+    """pick, omit (arrays of names, or the URL parameters' string form), join and joinLevel of a Query body, as the
+    URL parameter strings params.shape_from parses."""
+    out: dict[str, str] = {}
+    for key in ("pick", "omit"):
+        if key not in data:
+            continue
+        value = data[key]
+        if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+            out[key] = ",".join(value)
+        elif isinstance(value, str):
+            out[key] = value
+        else:
+            raise BadRequestData(f"{key} must be a non-empty array of entity member or attribute names")
+    if "join" in data:
+        if not isinstance(data["join"], str):
+            raise BadRequestData("join must be 'inline', 'flat' or '@none'")
+        out["join"] = data["join"]
+    if "joinLevel" in data:
+        level = data["joinLevel"]
+        if isinstance(level, bool) or not isinstance(level, int):
+            raise BadRequestData("joinLevel must be a positive integer")
+        out["joinLevel"] = str(level)
+    return out
+
+
+def _ordering(value: Any, ld: http.LdRequest) -> ordering.Ordering | None:
+    """The Query's `ordering` member (OrderingParams, §5.2.43): orderBy, collation, coordinates, geometry."""
+    if not isinstance(value, dict):
+        raise BadRequestData("ordering must be an object")
+    if "coordinates" in value and not isinstance(value["coordinates"], list):
+        raise BadRequestData("ordering.coordinates must be a JSON array")
+    if "geometry" in value and not isinstance(value["geometry"], str):
+        raise BadRequestData("ordering.geometry must be a string")
+    return ordering.parse(value.get("orderBy"), value.get("collation"), value.get("coordinates"),
+                          value.get("geometry"), ld.active.expand_term)
 
 
 def _audit(session: Session, principal: Any, what: str, res: service.BatchResult, tenant: str | None) -> None:

@@ -22,13 +22,17 @@ PREFIX = "/ngsi-ld/v1"
 
 
 class NgsiLdRoute(APIRoute):
-    """Echoes the request's NGSILD-Tenant header on every response of the route, errors included (§6.3.14)."""
+    """Echoes the request's NGSILD-Tenant header on every response of the route, errors included (§6.3.14), and
+    answers 411 Length Required to a POST, PATCH or PUT without Content-Length (§6.3.4)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
             tenant = http.tenant_of(request)
+            if request.method in ("POST", "PATCH", "PUT") and "content-length" not in request.headers:
+                # §6.3.4: a body of unannounced length (chunked) is refused before anything else, with a bare 411
+                return Response(status_code=411)
             try:
                 response = await handler(request)
             except DomainError as exc:

@@ -14,9 +14,10 @@ The broker knows @contexts of two of the spec's three kinds:
 - ImplicitlyCreated: never. The broker does not mint URLs for inline @contexts (an ld+json response repeats the
   caller's inline @context instead), so kind=ImplicitlyCreated lists nothing.
 
-Details objects (§5.13.3/§5.13.4) carry URL, localId and kind, and createdAt for hosted contexts. createdAt of
-cached contexts, numberOfHits, lastUsage and expiry are omitted: the broker does not record them, and made-up
-values would be worse than none.
+Details objects (§5.13.3/§5.13.4) carry URL, localId and kind, and createdAt: for hosted contexts when they were
+added, for cached ones when the answering process made its copy (start-up for built-in and preloaded ones).
+numberOfHits, lastUsage and expiry are omitted: the broker does not record them, and made-up values would be worse
+than none.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from cityplus.modules.context import http, jsonld
 from cityplus.modules.context.api_common import PREFIX, Body, Reader, Writer, actor_of
 from cityplus.modules.context.errors import (
     BadRequestData,
+    InvalidRequest,
     LdContextNotAvailable,
     OperationNotSupported,
     ResourceNotFound,
@@ -87,11 +89,14 @@ def validate_document(body: Any, resolver: jsonld.ContextResolver) -> Any:
     if not isinstance(body, dict):
         raise BadRequestData("the body must be a JSON object with an @context member")
     if "@context" not in body:
-        raise BadRequestData("the body has no @context member")
+        raise InvalidRequest("the body has no @context member")  # §5.13.2.4 (ETSI TP 050_02_01)
     context = body["@context"]
     if not isinstance(context, dict | list):
         raise BadRequestData("@context must be a JSON object or array (a URL alone names a context; host the "
                              "context itself, or reference the URL directly in Link headers)")
+    if isinstance(context, list) and not all(isinstance(c, str | dict) for c in context):
+        # checked before any member URL is fetched: a malformed document is 400, whatever the network says
+        raise BadRequestData("each member of an @context array is a URL or a context object")
     if len(json.dumps(context, ensure_ascii=False).encode()) > MAX_CONTEXT_BYTES:
         raise BadRequestData(f"@context is larger than {MAX_CONTEXT_BYTES} bytes")
     try:
@@ -128,14 +133,16 @@ def cached_id(url: str) -> str:
 
 def list_cached(request: Request) -> list[ContextInfo]:
     rt = runtime(get_ctx(request))
-    out = [ContextInfo(url=jsonld.CORE_CONTEXT_URL, local_id=cached_id(jsonld.CORE_CONTEXT_URL), kind=CACHED,
+    core = jsonld.CORE_CONTEXT_URL
+    out = [ContextInfo(url=core, local_id=cached_id(core), kind=CACHED, created_at=rt.resolver.copied_at(core),
                        origin="core")]
-    seen = {jsonld.CORE_CONTEXT_URL}
+    seen = {core}
     for origin, urls in (("preload", sorted(rt.settings.preload)), ("remote", rt.resolver.cached_urls())):
         for url in urls:
             if url not in seen:
                 seen.add(url)
-                out.append(ContextInfo(url=url, local_id=cached_id(url), kind=CACHED, origin=origin))
+                out.append(ContextInfo(url=url, local_id=cached_id(url), kind=CACHED,
+                                       created_at=rt.resolver.copied_at(url), origin=origin))
     return out
 
 
@@ -208,7 +215,12 @@ def router() -> APIRouter:
         """Delete a hosted @context or drop a cached copy; reload=true re-downloads a cached one instead."""
         reload = http.bool_param(request, "reload")
         resolver = runtime(get_ctx(request)).resolver
-        info, row = find(session, request, context_id)
+        try:
+            info, row = find(session, request, context_id)
+        except ResourceNotFound:
+            if reload:  # §5.13.5.4: reload is for cached @contexts; an unknown one cannot be reloaded (400)
+                raise BadRequestData(f"no cached @context {context_id} to reload") from None
+            raise
         if info.origin == "core":
             raise BadRequestData("the NGSI-LD core @context cannot be deleted or reloaded")
         if info.origin == "preload":

@@ -17,7 +17,7 @@ from cityplus.modules.context.errors import (
     NotAcceptable,
     UnsupportedMediaType,
 )
-from cityplus.modules.context.normalize import choose_language, concise, simplified
+from cityplus.modules.context.normalize import choose_language, concise, object_list_entries, simplified
 
 JSON, JSONLD, MERGE_PATCH = "application/json", "application/ld+json", "application/merge-patch+json"
 GEOJSON = "application/geo+json"
@@ -146,8 +146,9 @@ def shape(doc: dict[str, Any], fmt: str, lang: str | None) -> dict[str, Any]:
         elif fmt == "simplified":
             out[key] = simplified(value, lang)
         elif fmt == "concise":
-            out[key] = concise(value, lang)
+            out[key] = concise(object_list_entries(value), lang)
         else:
+            value = object_list_entries(value)
             out[key] = _lang_normalized(value, lang) if lang else value
     return out
 

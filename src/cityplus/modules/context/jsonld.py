@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -341,6 +342,9 @@ class ContextResolver:
         self._lock = threading.Lock()
         self._url_locks: dict[str, threading.Lock] = {}
         self.fetches = 0  # remote GETs made, for metrics and tests
+        # When this process made its copy of each cached context (built-in and preloaded ones: at start-up).
+        started = datetime.now(UTC)
+        self._copied_at: dict[str, datetime] = {url: started for url in (CORE_CONTEXT_URL, *self._preloaded)}
 
     def resolve(self, context: str | dict[str, Any] | list[Any] | None) -> ActiveContext:
         """The ActiveContext for a request's @context (None → core only)."""
@@ -375,6 +379,10 @@ class ContextResolver:
         """URLs of documents fetched successfully and still cached (failures, briefly remembered, excluded)."""
         with self._lock:
             return [url for url, (expiry, _) in self._docs.items() if expiry is None]
+
+    def copied_at(self, url: str) -> datetime | None:
+        """When this process made its copy of a cached (built-in, preloaded or fetched) context."""
+        return self._copied_at.get(url)
 
     def invalidate(self, url: str | None = None) -> None:
         """Forget cached documents (one URL or all) and all ActiveContexts, e.g. after a hosted context changed."""
@@ -459,6 +467,8 @@ class ContextResolver:
                 entry = (time.monotonic() + self._failure_ttl, exc)
             with self._lock:
                 self._docs[url] = entry
+                if entry[0] is None:
+                    self._copied_at[url] = datetime.now(UTC)
                 if len(self._docs) > self._cache_size:
                     self._docs.popitem(last=False)
                 self._url_locks.pop(url, None)

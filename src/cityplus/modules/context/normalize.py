@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from datetime import datetime
@@ -25,6 +26,14 @@ URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
 NAME_RE = re.compile(r"^[^\s<>\"'=;()\[\]]{1,256}$")
 MAX_DEPTH = 8
 NGSI_NULL = "urn:ngsi-ld:null"
+# Core terms that are members of an attribute, never attribute names themselves (§4.5.1).
+CORE_MEMBER_NAMES = frozenset({"datasetId", "instanceId", "observedAt", "unitCode"})
+# Output-only members (notifications carry them); a request that sends them is malformed (§4.5.2.2, §4.5.3.2).
+OUTPUT_ONLY = frozenset({"previousValue", "previousObject", "previousObjectList", "previousValueList",
+                         "previousLanguageMap", "previousVocab", "previousJson"})
+SEALED = frozenset({"entityIdSealed", "entityTypeSealed"})  # members of ngsildproof only
+CORE_GEO_PROPERTIES = frozenset({"location", "observationSpace", "operationSpace"})
+LANG_STRING = frozenset({"langString", "rdf:langString", "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"})
 
 
 # Characters that render as nothing (or as a blank) and make two different ids look the same: refused in URIs.
@@ -62,6 +71,10 @@ def entity_types(value: Any) -> list[str]:
     types = value if isinstance(value, list) else [value]
     if not types or not all(isinstance(t, str) and NAME_RE.match(t) for t in types):
         raise BadRequestData("entity type must be a name or a non-empty list of names")
+    for t in types:
+        # §4.6.2: a name starts with a letter (a URI does, too); "type" and "id" are the keywords' aliases.
+        if t[0].isdigit() or t in ("type", "id") or t.startswith("@"):
+            raise BadRequestData(f"invalid entity type {t[:80]!r}: a type name starts with a letter")
     return list(dict.fromkeys(types))
 
 
@@ -69,6 +82,11 @@ def normalize_entity(body: Any, *, require_id: bool = True, require_type: bool =
     """Validate an entity (normalized or concise) and return it normalized; raises BadRequestData."""
     if not isinstance(body, dict):
         raise BadRequestData("an entity must be a JSON object")
+    for keyword, alias in (("@id", "id"), ("@type", "type")):  # §4.4: the keywords are accepted on input
+        if keyword in body:
+            if alias in body:
+                raise BadRequestData(f"the entity gives both {keyword} and {alias}")
+            body = {(alias if k == keyword else k): v for k, v in body.items()}
     out: dict[str, Any] = {}
     if "id" in body or require_id:
         if not is_uri(body.get("id")):
@@ -83,8 +101,48 @@ def normalize_entity(body: Any, *, require_id: bool = True, require_type: bool =
     for name, value in body.items():
         if name in ENTITY_RESERVED:
             continue
+        if name in CORE_MEMBER_NAMES or name in OUTPUT_ONLY or name.startswith("@"):
+            raise BadRequestData(f"{name!r} is a core member, not an attribute name")
         out[check_name(name)] = normalize_attribute(name, value)
+        if name in CORE_GEO_PROPERTIES and not all(_geo_like(i) for i in _as_list(out[name])):
+            raise BadRequestData(f"{name} is a GeoProperty (§4.7.1)")
     return out
+
+
+def _geo_like(inst: dict[str, Any]) -> bool:
+    # Some Smart Data Models examples (DeviceMeasurement) type location as a Property holding GeoJSON: kept.
+    value = inst.get("value")
+    return inst.get("type") == "GeoProperty" or (inst.get("type") == "Property" and isinstance(value, dict)
+                                                 and value.get("type") in GEOJSON_TYPES)
+
+
+def _as_list(attr: Any) -> list[dict[str, Any]]:
+    return attr if isinstance(attr, list) else [attr]
+
+
+def reject_nulls(entity: dict[str, Any]) -> None:
+    """NGSI-LD Null only means "delete" in updates: in a created entity it is BadRequestData (§5.2.1, §5.5.4)."""
+    if entity.get("id") == NGSI_NULL or NGSI_NULL in (entity.get("scope") or []):
+        raise BadRequestData("urn:ngsi-ld:null (NGSI-LD Null) cannot be an entity id or scope")
+    for name, attr in entity.items():
+        if name not in ("id", "type", "scope") and _has_null(attr):
+            raise BadRequestData(f"attribute {name}: NGSI-LD Null (urn:ngsi-ld:null) is only meaningful in an "
+                                 "update; a new entity cannot hold it")
+
+
+def _has_null(value: Any) -> bool:
+    if value == NGSI_NULL:
+        return True
+    if isinstance(value, dict):
+        return any(_has_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_null(v) for v in value)
+    return False
+
+
+def nested_null(value: Any) -> bool:
+    """Whether NGSI-LD Null appears inside a compound value (only a merge may remove keys that way, §5.5.4)."""
+    return isinstance(value, dict | list) and _has_null(value)
 
 
 def check_scopes(value: Any) -> list[str]:
@@ -134,10 +192,11 @@ def _normalize_instance(name: str, value: Any, depth: int, partial: bool = False
         kind = _concise_kind(value)
         if kind == "GeoProperty" and "value" not in value:
             value = {"value": value}  # concise GeoProperty: the GeoJSON geometry itself
-        elif kind == "Property" and not any(k in value for k in VALUE_MEMBER.values()):
-            value = {"value": value}  # a JSON object as the value of a concise Property
+        elif kind == "Property" and not partial and not any(k in value for k in VALUE_MEMBER.values()):
+            value = {"value": value}  # a JSON object as the value of a concise Property (a patch names members)
     out: dict[str, Any] = {"type": kind}
     member = VALUE_MEMBER[kind]
+    _check_members(name, kind, value, depth)
     if member in value and value[member] == NGSI_NULL:
         out[member] = NGSI_NULL  # NGSI-LD Null: "delete this" in updates, whatever the attribute type
     elif member in value:
@@ -154,6 +213,10 @@ def _normalize_instance(name: str, value: Any, depth: int, partial: bool = False
                 raise BadRequestData(f"attribute {name}: unitCode must be a string")
             out[key] = sub
         elif key == "datasetId":
+            if sub == "@none":
+                continue  # §4.5.5: "@none" names the default instance, which carries no datasetId
+            if sub == NGSI_NULL:
+                raise BadRequestData(f"attribute {name}: a datasetId cannot be deleted with urn:ngsi-ld:null")
             if not is_uri(sub):
                 raise BadRequestData(f"attribute {name}: datasetId must be a URI")
             out[key] = sub
@@ -167,6 +230,25 @@ def _normalize_instance(name: str, value: Any, depth: int, partial: bool = False
         else:
             out[check_name(key)] = normalize_attribute(key, sub, depth + 1)
     return out
+
+
+def _check_members(name: str, kind: str, value: dict[str, Any], depth: int) -> None:
+    """Members an attribute of this type shall never carry on input (§4.5.2.2, §4.5.3.2, §4.5.24.2, §5.5.7)."""
+    if "@context" in value:
+        raise BadRequestData(f"attribute {name}: an @context belongs to the request, not inside an attribute")
+    for key in value:
+        if key in OUTPUT_ONLY:
+            raise BadRequestData(f"attribute {name}: '{key}' is output only (notifications)")
+        if key in SEALED and name != "ngsildproof":
+            raise BadRequestData(f"attribute {name}: '{key}' is only allowed in ngsildproof")
+        if key in SEALED and not isinstance(value[key], str):
+            raise BadRequestData(f"attribute {name}: '{key}' must be a string")
+    if name == "ngsildproof" and depth == 0 and "value" in value and not isinstance(value["value"], dict):
+        raise BadRequestData("ngsildproof: the value is a W3C Data Integrity proof object")
+    if "unitCode" in value and kind in ("Relationship", "ListRelationship", "JsonProperty"):
+        raise BadRequestData(f"attribute {name}: a {kind} has no unitCode")
+    if kind == "LanguageProperty" and "valueType" in value and value["valueType"] not in LANG_STRING:
+        raise BadRequestData(f"attribute {name}: the valueType of a LanguageProperty is langString")
 
 
 def _concise_kind(value: dict[str, Any]) -> str:
@@ -198,6 +280,13 @@ def _check_value(name: str, kind: str, v: Any) -> Any:
     if kind == "GeoProperty":
         from cityplus.modules.context.geo import InvalidGeometry, geometry_from_geojson
 
+        if isinstance(v, str) and v.lstrip().startswith("{"):
+            try:  # §4.7.2: a string holding GeoJSON is accepted and stored as the geometry object
+                v = json.loads(v)
+            except ValueError:
+                raise BadRequestData(f"attribute {name}: the string value is not GeoJSON") from None
+        if isinstance(v, dict) and v.get("type") == "GeometryCollection":
+            raise BadRequestData(f"attribute {name}: GeometryCollection is not a GeoProperty value (§4.7.1)")
         try:
             geometry_from_geojson(v)
         except InvalidGeometry as exc:
@@ -214,7 +303,7 @@ def _check_value(name: str, kind: str, v: Any) -> Any:
             raise BadRequestData(f"attribute {name}: objectList must be a list of URIs")
         return v
     if kind == "LanguageProperty":
-        if not isinstance(v, dict) or not v or not all(isinstance(k, str) and _strings(t) for k, t in v.items()):
+        if not isinstance(v, dict) or not v or not all(isinstance(k, str) and k and _strings(t) for k, t in v.items()):
             raise BadRequestData(f"attribute {name}: languageMap must map language tags to strings")
         return v
     if kind == "VocabProperty":
@@ -226,7 +315,9 @@ def _check_value(name: str, kind: str, v: Any) -> Any:
         if not isinstance(v, list):
             raise BadRequestData(f"attribute {name}: valueList must be a list")
         return v
-    return v  # JsonProperty: any JSON
+    if not isinstance(v, dict | list):
+        raise BadRequestData(f"attribute {name}: json is a JSON object or array, not a {type(v).__name__}")
+    return v  # JsonProperty: raw JSON, kept verbatim
 
 
 def _strings(t: Any) -> bool:
@@ -274,7 +365,19 @@ def simplified(attr: Any, lang: str | None = None) -> Any:
         return _pick_language(value, lang)
     if kind == "LanguageProperty":
         return {"languageMap": value}
+    if kind == "ListRelationship" and isinstance(value, list):
+        return [i.get("object") if isinstance(i, dict) else i for i in value]  # bare target ids
     return value
+
+
+def object_list_entries(attr: Any) -> Any:
+    """A ListRelationship's objectList as {"object": uri} entries (§4.5.22.3), whichever form it was given in."""
+    if isinstance(attr, list):
+        return [object_list_entries(a) for a in attr]
+    if not isinstance(attr, dict) or attr.get("type") != "ListRelationship" or \
+            not isinstance(attr.get("objectList"), list):
+        return attr
+    return {**attr, "objectList": [i if isinstance(i, dict) else {"object": i} for i in attr["objectList"]]}
 
 
 def concise(attr: Any, lang: str | None = None) -> Any:

@@ -8,6 +8,7 @@ the entity that a Relationship links to, which only has a meaning with `join` (Â
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ _PROJECTION_NAME = re.compile(r"[^\s,|{}()\[\];=<>\"'!]+")
 
 _QUERY = {"id", "idPattern", "type", "attrs", "pick", "omit", "q", "scopeQ", "georel", "geometry", "coordinates",
           "geoproperty", "geometryProperty", "lang", "options", "format", "limit", "offset", "count", "local", "csf",
-          "join", "joinLevel", "containedBy", "datasetId", "entityMap", "orderBy"}
+          "join", "joinLevel", "containedBy", "datasetId", "entityMap", "orderBy", "collation", "orderFrom"}
 _RETRIEVE = {"type", "attrs", "pick", "omit", "geometryProperty", "lang", "options", "format", "local", "join",
              "joinLevel", "containedBy", "datasetId", "entityMap"}
 ALLOWED: dict[str, frozenset[str]] = {
@@ -33,6 +34,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "replace": frozenset({"type", "local", "options"}),
     "merge": frozenset({"type", "local", "options"}),
     "delete": frozenset({"type", "local"}),
+    "purge": frozenset({"type", "id", "idPattern", "q", "scopeQ", "georel", "geometry", "coordinates", "geoproperty",
+                        "local"}),
     "append": frozenset({"type", "local", "options"}),
     "update": frozenset({"type", "local", "options"}),
     "attr_patch": frozenset({"type", "local", "options"}),
@@ -143,7 +146,11 @@ class Shape:
 
 def shape_params(request: Request, *, attrs_given: bool) -> Shape:
     """Parse and cross-check pick, omit, join and joinLevel (400 BadRequestData for any contradiction)."""
-    p = request.query_params
+    return shape_from(request.query_params, attrs_given=attrs_given)
+
+
+def shape_from(p: Mapping[str, str], *, attrs_given: bool) -> Shape:
+    """shape_params on any mapping of the four members as URL parameter strings (the batch Query body too)."""
     pick = parse_projection("pick", p["pick"]) if "pick" in p else None
     omit = parse_projection("omit", p["omit"]) if "omit" in p else None
     if attrs_given and (pick is not None or omit is not None):

@@ -224,12 +224,14 @@ def _set_attr(row: store.Row, name: str, new: Any, now: str, *, patch: bool = Fa
 
 
 def _append(row: store.Row, fragment: dict[str, Any], now: str, *, no_overwrite: bool) -> UpdateResult:
-    """Add attributes (replacing same-datasetId instances unless noOverwrite); types and scopes are added."""
+    """Add attributes (replacing same-datasetId instances unless noOverwrite); types are added, scopes replaced
+    (added to with noOverwrite), as for an attribute (§4.18)."""
     result = UpdateResult()
     if "type" in fragment:
         row.set_types(list(dict.fromkeys([*row.types, *fragment["type"]])))
     if "scope" in fragment:
-        row.set_scopes(list(dict.fromkeys([*(row.scopes or []), *fragment["scope"]])))
+        row.set_scopes(list(dict.fromkeys([*(row.scopes or []), *fragment["scope"]])) if no_overwrite
+                       else list(fragment["scope"]))
     for name, value in fragment.items():
         if name in ("id", "type", "scope"):
             continue
@@ -240,8 +242,17 @@ def _append(row: store.Row, fragment: dict[str, Any], now: str, *, no_overwrite:
 
 
 def _update(row: store.Row, fragment: dict[str, Any], now: str) -> UpdateResult:
-    """Replace existing attributes only; others are reported not updated."""
+    """Replace existing attributes only; others are reported not updated. Types are added; scope is replaced when
+    the entity has one (§4.18), and reported not updated otherwise."""
     result = UpdateResult()
+    if "type" in fragment:
+        row.set_types(list(dict.fromkeys([*row.types, *fragment["type"]])))
+    if "scope" in fragment:
+        if row.scopes:
+            row.set_scopes(list(fragment["scope"]))
+            result.updated.append("scope")
+        else:
+            result.not_updated.append(("scope", "the entity has no scope to update"))
     for name, value in fragment.items():
         if name in ("id", "type", "scope"):
             continue
@@ -308,7 +319,7 @@ def update_attrs(session: Session, tenant_name: str | None, entity_id: str, frag
     t = tenant(session, tenant_name, create=False)
     row = _row(session, t, entity_id)
     result = _update(row, fragment, stamp())
-    if result.updated:
+    if result.updated or row.dirty:
         store.save(session, t.id, [row])
     return result
 
@@ -368,6 +379,16 @@ def delete_attr(session: Session, tenant_name: str | None, entity_id: str, name:
         else:
             del row.attrs[name]
     row.changed(name)
+    store.save(session, t.id, [row])
+
+
+def delete_scope(session: Session, tenant_name: str | None, entity_id: str) -> None:
+    """DELETE /entities/{id}/attrs/scope: the entity no longer has a scope (ResourceNotFound if it had none)."""
+    t = tenant(session, tenant_name, create=False)
+    row = _row(session, t, entity_id)
+    if not row.scopes:
+        raise ResourceNotFound(f"entity {entity_id} has no scope")
+    row.set_scopes(None)
     store.save(session, t.id, [row])
 
 
@@ -446,6 +467,7 @@ def _batch_set_based(session: Session, t: ContextTenant, op: str, entities: Sequ
     for e in entities:
         eid = _id_of(e)
         current = state.get(eid)
+        kept: list[tuple[str, str]] = []
         try:
             if op == "delete":
                 if current is None:
@@ -474,12 +496,15 @@ def _batch_set_based(session: Session, t: ContextTenant, op: str, entities: Sequ
                 if op == "merge":
                     _merge(row, e, now)
                 else:
-                    _append(row, e, now, no_overwrite=op == "update_no_overwrite")
+                    kept = _append(row, e, now, no_overwrite=op == "update_no_overwrite").not_updated
         except ENTITY_ERRORS as exc:
             res.errors.append((eid, exc))
             continue
         state[eid] = row
-        res.success.append(eid)
+        if op == "update_no_overwrite" and kept:
+            res.errors.append((eid, _not_overwritten(kept)))  # written, but not as asked: reported (207)
+        else:
+            res.success.append(eid)
     if removed:
         store.remove(session, t.id, removed)
     # Rows deleted and created again in one batch are new rows; a created-then-deleted one was never written.
@@ -502,11 +527,22 @@ def _batch_one_by_one(session: Session, tenant_name: str | None, op: str, entiti
         elif op == "delete":
             delete_entity(s, tenant_name, e)
         else:
-            append_attrs(s, tenant_name, e["id"], e, no_overwrite=op == "update_no_overwrite")
+            kept = append_attrs(s, tenant_name, e["id"], e, no_overwrite=op == "update_no_overwrite").not_updated
+            if op == "update_no_overwrite" and kept:
+                not_overwritten[e["id"]] = kept
 
+    not_overwritten: dict[str, list[tuple[str, str]]] = {}
     res = batch(session, [(_id_of(e), (lambda s, e=e: run(s, e))) for e in entities])
     res.created = created
+    if not_overwritten:
+        res.errors += [(eid, _not_overwritten(not_overwritten[eid])) for eid in res.success if eid in not_overwritten]
+        res.success = [eid for eid in res.success if eid not in not_overwritten]
     return res
+
+
+def _not_overwritten(kept: list[tuple[str, str]]) -> BadRequestData:
+    """The per-entity error of a batch update with noOverwrite that kept existing attributes."""
+    return BadRequestData("attributes kept (noOverwrite): " + ", ".join(name for name, _ in kept))
 
 
 # --- queries -----------------------------------------------------------------------------------------
