@@ -1,4 +1,4 @@
-"""Plan API: areas, tasks, responsible units and module coverage (read-only, public)."""
+"""Plan API: areas, tasks, responsible units and module coverage (public), and supervision (api_supervision)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ def router() -> APIRouter:
 
     @r.post("/reload", status_code=200, operation_id="reload_plan")
     def reload_plan(principal: Scoped("plan.manage"), session: DbSession) -> dict[str, int]:
-        """Refresh areas and tasks from the packaged plan data (after an upgrade)."""
+        """Refresh areas and tasks from the packaged plan data (after an upgrade; platform admin or plan office)."""
+        if principal.user.role != "platform_admin":
+            service.require_office(session, principal.actor)
         return {"rows_changed": service.load_plan(session, principal.actor)}
-
     return r

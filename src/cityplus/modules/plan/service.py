@@ -17,7 +17,46 @@ from cityplus.core.errors import NotFound, Unprocessable
 from cityplus.core.identity import service as identity
 from cityplus.core.identity.models import Organisation
 from cityplus.core.modules import Module, ModuleRegistry
-from cityplus.modules.plan.models import PlanArea, PlanTask, PlanTaskUnit
+
+# Supervision (督查督办): work items, lifecycle, lights, dashboards, reminders, exports. Implemented beside this file;
+# this module is the public interface other code uses.
+from cityplus.modules.plan.dashboards import dashboard, trend  # noqa: F401
+from cityplus.modules.plan.models import PlanArea, PlanTask, PlanTaskUnit, PlanWorkItem
+from cityplus.modules.plan.reminders import ReminderRun  # noqa: F401
+from cityplus.modules.plan.reminders import run_once as run_reminders  # noqa: F401
+from cityplus.modules.plan.supervision import (  # noqa: F401
+    CLOSED,
+    LIGHTS,
+    OPEN,
+    STATUSES,
+    Access,
+    access_of,
+    acknowledge,
+    add_attachment,
+    add_report,
+    allowed_actions,
+    city_today,
+    close_item,
+    create_item,
+    create_subitem,
+    decide_extension,
+    extensions_of,
+    get_attachment,
+    get_item,
+    is_office,
+    latest_reports,
+    light,
+    list_items,
+    office_org,
+    report_completion,
+    reports_of,
+    request_extension,
+    require_office,
+    return_item,
+    timeline,
+    update_item,
+    workdays_left,
+)
 
 
 @lru_cache(maxsize=1)
@@ -150,4 +189,7 @@ def usage(session: Session) -> dict[str, int]:
     return {
         "areas": session.scalar(select(func.count()).select_from(PlanArea)) or 0,
         "tasks": session.scalar(select(func.count()).select_from(PlanTask)) or 0,
+        "work_items": session.scalar(select(func.count()).select_from(PlanWorkItem)) or 0,
+        "work_items_closed": session.scalar(select(func.count()).select_from(PlanWorkItem)
+                                            .where(PlanWorkItem.status == CLOSED)) or 0,
     }
