@@ -129,7 +129,6 @@ def export_xlsx(session: Session, actor: Actor, day: date, warn: int) -> bytes:
                     cell.number_format = "yyyy-mm-dd"
     buf = BytesIO()
     wb.save(buf)
-    audit.append(session, actor, "plan.items_exported", "plan", "xlsx", {"items": len(items), "day": day})
     return buf.getvalue()
 
 
