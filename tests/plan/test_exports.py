@@ -137,7 +137,7 @@ async def test_public_progress_shows_only_public_items_and_reports(client, parti
     assert r.status_code == 200
     areas = r.json()["areas"]
     assert [a["area"] for a in areas] == [6]  # only the public item (task 21, area 六)
-    item = areas[0]["tasks"][0]["items"][0]
+    item = areas[0]["tasks"][0]["work_items"][0]
     assert item["code"] == "21.1" and item["status"] == "closed" and item["lead_name"]["zh"] == "市经信委"
     assert item["latest_report"]["text"] == "平台已上线运行" and item["kpis"][0]["progress"] == 1.0
     assert (await client.get(f"{API}/progress", params={"area": 4})).json()["areas"] == []

@@ -282,12 +282,12 @@ def progress(session: Session, day: date, warn: int, *, area: int | None = None)
                                              "title": {"zh": a.title_zh, "en": a.title_en}, "tasks": {}})
         task_row = area_row["tasks"].setdefault(t.number, {"task": t.number, "numeral": t.numeral,
                                                            "title": {"zh": t.title_zh, "en": t.title_en},
-                                                           "items": []})
+                                                           "work_items": []})
         r = latest.get(i.id)
         kpis = [{"name": k.name, "unit": k.unit, "baseline": k.baseline, "target": k.target, "current": k.current,
                  "progress": k.progress} for k in i.kpis]
         name = orgs.get(i.lead_org, (i.lead_org, i.lead_org))
-        task_row["items"].append({
+        task_row["work_items"].append({
             "id": i.id, "code": i.code, "title": i.title, "lead_org": i.lead_org,
             "lead_name": {"zh": name[0], "en": name[1]}, "status": i.status, "light": light(i, day, warn),
             "start_date": i.start_date, "due_date": i.due_date, "completed_on": i.completed_on, "kpis": kpis,

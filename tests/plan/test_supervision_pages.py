@@ -1,0 +1,95 @@
+"""Supervision in the portal (no JavaScript): assign, acknowledge, report, complete, close through the forms;
+dashboard and public progress pages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from tests.web.helpers import csrf_of, sign_in
+
+HTML = {"Accept": "text/html,application/xhtml+xml"}
+
+
+@asynccontextmanager
+async def portal(app, username: str, password: str) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=HTML) as c:
+        r = await sign_in(c, username, password)
+        assert r.status_code == 303, r.text[:300]
+        yield c
+
+
+def _version(html: str) -> str:
+    found = re.search(r'name="version" value="(\d+)"', html)
+    assert found, "the page has no action form"
+    return found.group(1)
+
+
+async def test_one_item_from_assignment_to_closing_in_the_portal(app, make_user) -> None:  # type: ignore[no-untyped-def]
+    office = make_user("department_staff", org="fgw")
+    lead = make_user("department_staff", org="jxw")
+    async with portal(app, office.username, office.password) as o, portal(app, lead.username, lead.password) as u:
+        page = await o.get("/plan/items/new")
+        assert page.status_code == 200
+        form = {"csrf_token": csrf_of(page.text), "task": "21", "title": "开放数据平台上线", "lead_org": "jxw",
+                "co_orgs": "hbj", "start_date": "2016-01-04", "due_date": "2016-10-08", "public": "1",
+                "kpi_name": "开放数据集", "kpi_unit": "个", "kpi_baseline": "0", "kpi_target": "100"}
+        bad = await o.post("/plan/items/new", data={**form, "due_date": "2015-01-01"})
+        assert bad.status_code == 422 and 'aria-invalid="true"' in bad.text
+        r = await o.post("/plan/items/new", data=form)
+        assert r.status_code == 303, r.text[:500]
+        url = r.headers["location"]
+        assert re.fullmatch(r"/plan/items/\d+", url)
+
+        page = await u.get(url)
+        assert 'data-status="assigned"' in page.text and "do-acknowledge" in page.text
+        r = await u.post(f"{url}/acknowledge", data={"csrf_token": csrf_of(page.text), "version": _version(page.text)})
+        assert r.status_code == 303
+        page = await u.get(url)
+        kpi = re.search(r'name="kpi" value="(\d+)"', page.text)
+        assert kpi
+        r = await u.post(f"{url}/report", data={"csrf_token": csrf_of(page.text), "version": _version(page.text),
+                                                "text": "数据梳理完成", "kpi": kpi.group(1), "kpi_value": "60"})
+        assert r.status_code == 303
+        page = await u.get(url)
+        assert 'data-status="in_progress"' in page.text and "数据梳理完成" in page.text
+        stale = await u.post(f"{url}/complete", data={"csrf_token": csrf_of(page.text), "version": "1",
+                                                      "text": "x"})
+        assert stale.status_code == 409 and "version" in stale.text
+        r = await u.post(f"{url}/complete", data={"csrf_token": csrf_of(page.text), "version": _version(page.text),
+                                                  "text": "平台已上线", "public": "1", "kpi": kpi.group(1),
+                                                  "kpi_value": "100"})
+        assert r.status_code == 303
+        assert "do-close" not in (await u.get(url)).text  # the unit cannot close
+
+        page = await o.get(url)
+        assert 'data-status="completion_reported"' in page.text
+        r = await o.post(f"{url}/close", data={"csrf_token": csrf_of(page.text), "version": _version(page.text),
+                                               "note": "同意销号"})
+        assert r.status_code == 303
+        page = await o.get(url)
+        assert 'data-status="closed"' in page.text
+        assert page.text.count("<li data-action=") == 6
+
+        listing = await u.get("/plan/items")
+        assert "开放数据平台上线" in listing.text
+        board = await o.get("/plan/dashboard")
+        assert board.status_code == 200 and 'id="ranking"' in board.text and "dashboard-json" in board.text
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=HTML) as anon:
+        public = await anon.get("/plan/progress")
+        assert public.status_code == 200 and "开放数据平台上线" in public.text and "平台已上线" in public.text
+        r = await anon.get("/plan/items")
+        assert r.status_code == 303 and "/login" in r.headers["location"]
+
+
+async def test_units_cannot_open_the_assignment_form(app, make_user) -> None:  # type: ignore[no-untyped-def]
+    lead = make_user("department_staff", org="jxw")
+    async with portal(app, lead.username, lead.password) as u:
+        assert (await u.get("/plan/items/new")).status_code == 403
+        assert (await u.get("/plan/items/999999")).status_code == 404
