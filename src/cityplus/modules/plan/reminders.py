@@ -1,8 +1,9 @@
 """Reminders (催办): before a due date and, once overdue, every week, to the responsible unit's staff.
 
-The job runs in every server process on a timer but only in the one holding the lease `plan-reminders`
-(cityplus.core.lease), and each reminder is recorded in plan_reminders under a unique key (item, kind, due date or
-overdue week), so with any number of processes — and across restarts — a reminder is sent once. The inbox messages
+The job runs in every server process on a timer; a run takes the lease `plan-reminders` (cityplus.core.lease), so
+runs never overlap, and gives it back when its transaction commits. Each reminder is recorded in plan_reminders
+under a unique key (item, kind, due date or overdue week), so with any number of processes — and across restarts —
+a reminder is sent once; a run that finds a reminder recorded skips it. The inbox messages
 and the record commit together; e-mail goes out after the commit (at most once: a relay failure is logged, not
 retried, and the inbox still holds the message).
 """
@@ -118,6 +119,7 @@ def collect(session: Session, settings: PlanSettings, base_url: str, *, holder: 
             inbox += 1
             if user.email:
                 mails.append(notify.Mail(user.email, subject, body))
+    lease.release(session, LEASE, holder)  # commits with the records: the next run, anywhere, sees them
     log.info("plan_reminders_recorded", due_soon=counts["due_soon"], overdue=counts["overdue"], inbox=inbox)
     return ReminderRun(ran=True, due_soon=counts["due_soon"], overdue=counts["overdue"], inbox=inbox,
                        mails=len(mails)), mails

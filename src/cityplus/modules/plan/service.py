@@ -21,6 +21,7 @@ from cityplus.core.modules import Module, ModuleRegistry
 # Supervision (督查督办): work items, lifecycle, lights, dashboards, reminders, exports. Implemented beside this file;
 # this module is the public interface other code uses.
 from cityplus.modules.plan.dashboards import dashboard, trend  # noqa: F401
+from cityplus.modules.plan.exports import export_xlsx, import_template, import_xlsx, progress  # noqa: F401
 from cityplus.modules.plan.models import PlanArea, PlanTask, PlanTaskUnit, PlanWorkItem
 from cityplus.modules.plan.reminders import ReminderRun  # noqa: F401
 from cityplus.modules.plan.reminders import run_once as run_reminders  # noqa: F401
@@ -182,6 +183,13 @@ class CoverageRow:
 
 def coverage(session: Session, registry: ModuleRegistry) -> list[CoverageRow]:
     return [CoverageRow(task=t, modules=registry.modules_for_task(t.number)) for t in list_tasks(session)]
+
+
+def quarterly_pdf(session: Session, year: int, quarter: int, warn_workdays: int) -> bytes:
+    """The quarterly supervision report (季度报告) as PDF."""
+    from cityplus.modules.plan.report_pdf import quarterly
+
+    return quarterly(session, year, quarter, warn_workdays)
 
 
 def usage(session: Session) -> dict[str, int]:
