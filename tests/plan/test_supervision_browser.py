@@ -57,7 +57,7 @@ def test_one_item_from_assignment_to_closing(page: Any, live_server: Any, chromi
         unit.get_by_label("接入监测站 当前值").fill("20")
         unit.locator("#do-report").click()
         expect(unit.locator("#item-status")).to_have_attribute("data-status", "in_progress")
-        expect(unit.get_by_text("已完成 20 个监测站的数据接入。")).to_be_visible()
+        expect(unit.get_by_text("已完成 20 个监测站的数据接入。", exact=True)).to_be_visible()
         unit.get_by_label("进展报告").fill("50 个监测站全部接入，申请销号。")
         unit.get_by_label("接入监测站 当前值").fill("50")
         unit.locator("#do-complete").click()
