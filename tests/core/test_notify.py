@@ -77,3 +77,21 @@ def test_inbox_is_per_user(ctx, make_user) -> None:  # type: ignore[no-untyped-d
     with ctx.db.session() as s:
         assert notify.unread_count(s, alice.user_id) == 0
         assert notify.inbox(s, alice.user_id, unread_only=True) == []
+
+
+async def test_inbox_api_and_page(ctx, client, make_user, token_for) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = make_user("department_staff", org="jxw"), make_user("citizen")
+    with ctx.db.session() as s:
+        mid = notify.post(s, alice.user_id, "plan.due_soon", "到期提醒", "工作事项 21.1 将于 2016-10-08 到期",
+                          link="/plan/items/1").id
+    r = await client.get("/api/v1/me/inbox", headers=token_for(alice))
+    assert r.status_code == 200 and [m["subject"] for m in r.json()] == ["到期提醒"]
+    assert r.json()[0]["read_at"] is None
+    assert (await client.get("/api/v1/me/inbox", headers=token_for(bob))).json() == []
+    r = await client.post(f"/api/v1/me/inbox/{mid}/read", headers=token_for(bob))
+    assert r.status_code == 404
+    r = await client.post(f"/api/v1/me/inbox/{mid}/read", headers=token_for(alice))
+    assert r.status_code == 204
+    r = await client.get("/api/v1/me/inbox", params={"unread": "true"}, headers=token_for(alice))
+    assert r.json() == []
+    assert (await client.get("/api/v1/me/inbox")).status_code == 401

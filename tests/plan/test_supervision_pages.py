@@ -88,8 +88,16 @@ async def test_one_item_from_assignment_to_closing_in_the_portal(app, make_user)
         assert r.status_code == 303 and "/login" in r.headers["location"]
 
 
-async def test_units_cannot_open_the_assignment_form(app, make_user) -> None:  # type: ignore[no-untyped-def]
+async def test_units_cannot_open_the_assignment_form(app, ctx, make_user) -> None:  # type: ignore[no-untyped-def]
+    from cityplus.core import notify
+
     lead = make_user("department_staff", org="jxw")
+    with ctx.db.session() as s:
+        mid = notify.post(s, lead.user_id, "plan.overdue", "逾期催办", "请尽快报送", link="/plan/items").id
     async with portal(app, lead.username, lead.password) as u:
+        inbox = await u.get("/inbox")
+        assert inbox.status_code == 200 and "逾期催办" in inbox.text
+        r = await u.post(f"/inbox/{mid}/read", data={"csrf_token": csrf_of(inbox.text)})
+        assert r.status_code == 303 and r.headers["location"] == "/plan/items"
         assert (await u.get("/plan/items/new")).status_code == 403
         assert (await u.get("/plan/items/999999")).status_code == 404
