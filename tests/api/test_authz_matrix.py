@@ -12,7 +12,10 @@ from cityplus.api.deps import route_access
 from cityplus.api.routes import route_table
 from cityplus.core.modules import ROLES
 
-PARAM_VALUES = {"code": "fgw", "number": "1", "n": "1", "user_id": "1", "token_id": "999999"}
+PARAM_VALUES = {"code": "fgw", "number": "1", "n": "1", "user_id": "1", "token_id": "999999",
+                # plan supervision and the inbox: unknown ids, so allowed callers get 404/422, never 401/403
+                "item_id": "999999", "extension_id": "999999", "report_id": "999999", "attachment_id": "999999",
+                "message_id": "999999", "decision": "approve"}
 
 
 def _fill(path: str) -> str:

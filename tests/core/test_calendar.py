@@ -19,6 +19,9 @@ def test_national_day_2016_and_its_make_up_saturday() -> None:
     assert cal.add_workdays(date(2016, 9, 29), 2) == date(2016, 10, 8)
     assert cal.add_workdays(date(2016, 10, 8), -2) == date(2016, 9, 29)
     assert cal.workdays_between(date(2016, 10, 8), date(2016, 9, 29)) == -2
+    assert cal.within_workdays(date(2016, 9, 29), date(2016, 10, 8), 2)
+    assert not cal.within_workdays(date(2016, 9, 28), date(2016, 10, 8), 2)
+    assert cal.within_workdays(date(2016, 10, 9), date(2016, 10, 8), 0)  # already past
 
 
 def test_plain_weeks_and_years_outside_the_data() -> None:

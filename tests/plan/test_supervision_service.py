@@ -172,3 +172,35 @@ def test_a_held_lease_stops_a_run(ctx) -> None:  # type: ignore[no-untyped-def]
     sender = notify.SmtpSender(load_settings(var_dir=ctx.settings.var_dir))
     run = service.run_reminders(ctx.db, sender, PlanSettings(), "http://x.example", holder="me", now=_at(2016, 9, 28))
     assert not run.ran and run.inbox == 0
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_concurrent_edits_of_one_item_conflict(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Two editors load version 1 at the same time; the second to write gets 409, not a lost update.
+
+    (PostgreSQL only: on SQLite every write transaction holds the database lock from its first statement, so two
+    editors cannot interleave; there the version the client sends is what detects the stale edit.)
+    """
+    from cityplus.core.errors import Conflict
+    from cityplus.modules.plan.schemas import ItemUpdate
+
+    iid = _item(ctx, date(2016, 10, 8), _at(2016, 9, 1))
+    office = service.Access(office=True, org="fgw")
+    first, second = ctx.db.sessionmaker(), ctx.db.sessionmaker()
+    try:
+        first.begin()
+        second.begin()
+        assert service.get_item(first, office, iid).version == 1
+        assert service.get_item(second, office, iid).version == 1
+        service.update_item(first, OFFICE, iid, ItemUpdate(version=1, title="第一位编辑"))
+        first.commit()
+        with pytest.raises(Conflict) as info:
+            service.update_item(second, OFFICE, iid, ItemUpdate(version=1, title="第二位编辑"))
+        assert info.value.errors[0]["field"] == "version"
+        second.rollback()
+    finally:
+        first.close()
+        second.close()
+    with ctx.db.session() as s:
+        item = service.get_item(s, office, iid)
+        assert (item.title, item.version) == ("第一位编辑", 2)

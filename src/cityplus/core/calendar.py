@@ -49,6 +49,23 @@ class WorkdayCalendar:
             day += timedelta(days=1)
         return count
 
+    def within_workdays(self, start: date, end: date, n: int) -> bool:
+        """Whether `end` comes at most `n` working days after `start` (workdays_between(start, end) <= n).
+
+        Stops counting once past `n`, so deadlines far ahead cost a few steps, not one per day.
+        """
+        if end <= start:
+            return True
+        count = 0
+        day = start + timedelta(days=1)
+        while day <= end:
+            if self.is_workday(day):
+                count += 1
+                if count > n:
+                    return False
+            day += timedelta(days=1)
+        return True
+
     def add_workdays(self, start: date, n: int) -> date:
         """The date `n` working days after `start` (before it when n is negative)."""
         step = 1 if n >= 0 else -1

@@ -67,7 +67,7 @@ def _due(item: PlanWorkItem, today: date, remind_workdays: int) -> tuple[str, st
     if today > item.due_date:
         week = (today - item.due_date).days // 7  # chase once a week
         return "overdue", f"{item.due_date.isoformat()}/w{week}"
-    if china().workdays_between(today, item.due_date) <= remind_workdays:
+    if china().within_workdays(today, item.due_date, remind_workdays):
         return "due_soon", item.due_date.isoformat()
     return None
 

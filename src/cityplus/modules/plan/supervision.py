@@ -129,8 +129,7 @@ def light(item: PlanWorkItem, day: date, warn_workdays: int = 3, cal: WorkdayCal
         return "green" if item.completed_on <= item.due_date else "red"
     if day > item.due_date:
         return "red"
-    left = (cal or china()).workdays_between(day, item.due_date)
-    return "yellow" if left <= warn_workdays else "green"
+    return "yellow" if (cal or china()).within_workdays(day, item.due_date, warn_workdays) else "green"
 
 
 # --- reading ----------------------------------------------------------------------------------------------------
