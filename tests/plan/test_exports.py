@@ -141,3 +141,18 @@ async def test_public_progress_shows_only_public_items_and_reports(client, parti
     assert item["code"] == "21.1" and item["status"] == "closed" and item["lead_name"]["zh"] == "市经信委"
     assert item["latest_report"]["text"] == "平台已上线运行" and item["kpis"][0]["progress"] == 1.0
     assert (await client.get(f"{API}/progress", params={"area": 4})).json()["areas"] == []
+
+
+async def test_task_page_and_coverage_show_items_and_live_usage(client, parties) -> None:  # type: ignore[no-untyped-def]
+    await _closed_and_open(client, parties)
+    page = await client.get("/plan/tasks/21", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "数据开放平台上线" in page.text
+    page = await client.get("/plan/tasks/42", headers={"Accept": "text/html"})
+    assert "work_items: 2" in page.text  # the plan module serves task 42; its live figures show there
+    page = await client.get("/plan/tasks/12", headers={"Accept": "text/html"})
+    assert "空气质量监测网络建设" not in page.text  # not public: the anonymous visitor does not see it
+    page = await client.get("/plan/tasks/12", headers={"Accept": "text/html", **parties["lead"].headers})
+    assert "空气质量监测网络建设" in page.text  # the co-unit does
+    cov = (await client.get(f"{API}/coverage")).json()
+    plan_ref = next(m for row in cov["tasks"] if row["task"] == 42 for m in row["modules"] if m["name"] == "plan")
+    assert plan_ref["usage"]["work_items"] == 2 and plan_ref["usage"]["work_items_closed"] == 1

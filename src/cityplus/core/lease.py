@@ -11,9 +11,9 @@ import os
 import socket
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import String, update
+from sqlalchemy import CursorResult, String, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -42,9 +42,10 @@ def acquire(session: Session, name: str, holder: str, ttl: float, table: Any = L
     """
     now = utcnow()
     expires = now + timedelta(seconds=ttl)
-    renewed = session.execute(update(table).where(table.name == name, (table.holder == holder) |
-                                                  (table.expires_at < now))
-                              .values(holder=holder, expires_at=expires)).rowcount
+    result = session.execute(update(table).where(table.name == name, (table.holder == holder) |
+                                                 (table.expires_at < now))
+                             .values(holder=holder, expires_at=expires))
+    renewed = cast(CursorResult[Any], result).rowcount
     if renewed:
         return True
     values = {"name": name, "holder": holder, "expires_at": expires}

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import ForeignKey, Integer, String, Text, func, select, update
+from sqlalchemy import CursorResult, ForeignKey, Integer, String, Text, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cityplus.core.config import Settings
@@ -64,9 +65,10 @@ def unread_count(session: Session, user_id: int) -> int:
 
 def mark_read(session: Session, user_id: int, message_id: int) -> None:
     """Mark one of the user's own messages read (another user's message is not found)."""
-    done = session.execute(update(InboxMessage).where(InboxMessage.id == message_id,
-                                                      InboxMessage.user_id == user_id)
-                           .values(read_at=func.coalesce(InboxMessage.read_at, utcnow()))).rowcount
+    result = session.execute(update(InboxMessage).where(InboxMessage.id == message_id,
+                                                        InboxMessage.user_id == user_id)
+                             .values(read_at=func.coalesce(InboxMessage.read_at, utcnow())))
+    done = cast(CursorResult[Any], result).rowcount
     if not done:
         raise NotFound(f"you have no message {message_id}")
 

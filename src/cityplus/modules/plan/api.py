@@ -78,10 +78,12 @@ def router() -> APIRouter:
     @r.get("/coverage", response_model=CoveragePublic, operation_id="get_plan_coverage",
            dependencies=[PUBLIC_ROUTE])
     def get_plan_coverage(session: DbSession, ctx: Ctx) -> CoveragePublic:
-        """For each task, the installed modules that serve it (computed from module manifests)."""
+        """For each task, the installed modules that serve it (from module manifests) with their live usage."""
+        usage = service.module_usage(session, ctx.registry)
         rows = [CoverageRowPublic(task=c.task.number, numeral=c.task.numeral, area=c.task.area_number,
                                   title={"zh": c.task.title_zh, "en": c.task.title_en},
-                                  modules=[ModuleRef(name=m.name, title=m.title) for m in c.modules])
+                                  modules=[ModuleRef(name=m.name, title=m.title, usage=usage.get(m.name, {}))
+                                           for m in c.modules])
                 for c in service.coverage(session, ctx.registry)]
         return CoveragePublic(tasks=rows, covered=sum(1 for r in rows if r.modules), total=len(rows))
 

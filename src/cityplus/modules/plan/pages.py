@@ -52,13 +52,17 @@ def router() -> APIRouter:
             "prev": number - 1 if number > 1 else None, "next": number + 1 if number < AREAS else None})
 
     @r.get("/tasks/{number:int}", response_class=HTMLResponse)
-    def task(number: int, request: Request, _: PublicPage, session: DbSession, ctx: Ctx) -> HTMLResponse:
+    def task(number: int, request: Request, principal: PublicPage, session: DbSession, ctx: Ctx) -> HTMLResponse:
         """One task: full text, responsible units (the first leads), named platforms, serving modules."""
         t = service.get_task(session, number)
         by_code = {o.code: o for o in identity.list_organisations(session)}
+        access = service.access_of(session, principal.actor) if principal else service.Access(office=False, org=None)
+        today = service.city_today()
+        items = [i for i in service.list_items(session, access, task=number) if i.parent_id is None]
         return render(request, "plan/task.html", {
             "task": t, "area": service.get_area(session, t.area_number), "orgs": by_code,
-            "modules": ctx.registry.modules_for_task(t.number),
+            "modules": ctx.registry.modules_for_task(t.number), "usage": service.module_usage(session, ctx.registry),
+            "items": items, "lights_of": {i.id: service.light(i, today, PlanSettings().warn_workdays) for i in items},
             "prev": number - 1 if number > 1 else None, "next": number + 1 if number < TASKS else None})
 
     @r.get("/coverage", response_class=HTMLResponse)
@@ -67,7 +71,7 @@ def router() -> APIRouter:
         rows = service.coverage(session, ctx.registry)
         return render(request, "plan/coverage.html", {
             "rows": rows, "covered": sum(1 for row in rows if row.modules), "total": len(rows),
-            "modules": list(ctx.registry)})
+            "modules": list(ctx.registry), "usage": service.module_usage(session, ctx.registry)})
 
     supervision_pages(r)
     return r
@@ -261,7 +265,7 @@ def supervision_pages(r: APIRouter) -> None:
         except ValueError:
             day = service.city_today()
         access = service.access_of(session, principal.actor)
-        usage = {m.name: m.usage(session) for m in ctx.registry if m.usage is not None}
+        usage = service.module_usage(session, ctx.registry)
         return render(request, "plan/dashboard.html", {
             "board": service.dashboard(session, access, day, warn), "usage": usage,
             "modules_for": ctx.registry.modules_for_task})

@@ -57,6 +57,7 @@ class AreaPublic(BaseModel):
 class ModuleRef(BaseModel):
     name: str
     title: Localized
+    usage: dict[str, int] = Field(default_factory=dict, description="the module's live usage figures")
 
 
 class CoverageRowPublic(BaseModel):

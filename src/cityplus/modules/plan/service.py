@@ -181,6 +181,11 @@ class CoverageRow:
     modules: list[Module]
 
 
+def module_usage(session: Session, registry: ModuleRegistry) -> dict[str, dict[str, int]]:
+    """Each module's live usage figures (its manifest's `usage` callback), e.g. work items or datasets."""
+    return {m.name: dict(m.usage(session)) for m in registry if m.usage is not None}
+
+
 def coverage(session: Session, registry: ModuleRegistry) -> list[CoverageRow]:
     return [CoverageRow(task=t, modules=registry.modules_for_task(t.number)) for t in list_tasks(session)]
 
