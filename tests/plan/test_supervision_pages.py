@@ -101,3 +101,46 @@ async def test_units_cannot_open_the_assignment_form(app, ctx, make_user) -> Non
         assert r.status_code == 303 and r.headers["location"] == "/plan/items"
         assert (await u.get("/plan/items/new")).status_code == 403
         assert (await u.get("/plan/items/999999")).status_code == 404
+
+
+async def test_import_attach_break_down_and_edit_in_the_portal(app, make_user) -> None:  # type: ignore[no-untyped-def]
+    from tests.plan.test_exports import _workbook
+
+    office = make_user("department_staff", org="fgw")
+    lead = make_user("department_staff", org="jxw")
+    row = [21, "开放数据平台上线", "", "市经信委", "", "2016-01-04", "2016-10-08", "是", "", "", "", ""]
+    async with portal(app, office.username, office.password) as o, portal(app, lead.username, lead.password) as u:
+        page = await o.get("/plan/import")
+        bad = await o.post("/plan/import", data={"csrf_token": csrf_of(page.text)},
+                           files={"file": ("x.xlsx", _workbook([row, [*row[:3], "市不存在局", *row[4:]]]), "x")})
+        assert bad.status_code == 422 and 'id="import-errors"' in bad.text
+        assert "<td>3</td><td>D</td>" in bad.text
+        r = await o.post("/plan/import", data={"csrf_token": csrf_of(page.text)},
+                         files={"file": ("x.xlsx", _workbook([row]), "x")})
+        assert r.status_code == 200 and 'id="import-result"' in r.text
+        url = re.search(r'href="(/plan/items/\d+)">21\.1<', r.text).group(1)  # type: ignore[union-attr]
+
+        page = await o.get(url)
+        r = await o.post(f"{url}/edit", data={"csrf_token": csrf_of(page.text), "version": _version(page.text),
+                                              "title": "开放数据平台正式上线", "deliverable": "上线公告"})
+        assert r.status_code == 303
+        assert "开放数据平台正式上线" in (await o.get(url)).text
+
+        page = await u.get(url)
+        await u.post(f"{url}/acknowledge", data={"csrf_token": csrf_of(page.text), "version": _version(page.text)})
+        page = await u.get(url)
+        r = await u.post(f"{url}/subitems", data={"csrf_token": csrf_of(page.text), "title": "需求调研",
+                                                  "due_date": "2016-03-31"})
+        assert r.status_code == 303
+        page = await u.get(url)
+        assert "21.1.1 需求调研" in page.text
+        pdf = b"%PDF-1.4\n%report\n"
+        r = await u.post(f"{url}/report", data={"csrf_token": csrf_of(page.text), "text": "见附件"},
+                         files={"file": ("进展.pdf", pdf, "application/pdf")})
+        assert r.status_code == 303
+        page = await u.get(url)
+        link = re.search(r'href="(/api/v1/plan/attachments/\d+)">进展.pdf<', page.text)
+        assert link and (await u.get(link.group(1))).content == pdf
+        r = await u.post(f"{url}/report", data={"csrf_token": csrf_of(page.text), "text": "坏附件"},
+                         files={"file": ("x.pdf", b"MZ", "application/pdf")})
+        assert r.status_code == 422 and "坏附件" not in (await u.get(url)).text  # report and file: all or nothing

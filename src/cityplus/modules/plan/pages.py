@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
@@ -19,8 +19,10 @@ from cityplus.modules.plan.schemas import (
     CompletionIn,
     ExtensionIn,
     ItemCreate,
+    ItemUpdate,
     ReportIn,
     ReturnIn,
+    SubItemCreate,
     VersionIn,
 )
 from cityplus.modules.plan.settings import PlanSettings
@@ -107,7 +109,10 @@ def supervision_pages(r: APIRouter) -> None:
             "reports": service.reports_of(session, item, access),
             "extensions": service.extensions_of(session, item) if not access.public_only else [],
             "events": service.timeline(session, item) if not access.public_only else [],
-            "can": service.allowed_actions(session, access, item), "error": error}, status=status)
+            "can": service.allowed_actions(session, access, item), "error": error,
+            "subitems": service.list_items(session, access, parent=item.id),
+            "parent": service.get_item(session, access, item.parent_id) if item.parent_id else None},
+            status=status)
 
     def act(request: Request, session: Session, principal: Principal, item_id: int, do: Any) -> Response:
         """Run one action; back to the item page, or the page again with the problem."""
@@ -133,6 +138,7 @@ def supervision_pages(r: APIRouter) -> None:
         return render(request, "plan/items.html", {
             "items": rows, "lights_of": lights, "lights": service.LIGHTS, "statuses": service.STATUSES,
             "light": light, "status": status, "office": access.office,
+            "quarter": (today.year, (today.month - 1) // 3 + 1),
             "orgs": {o.code: o for o in identity.list_organisations(session)}})
 
     def new_page(request: Request, session: Session, form: dict[str, Any], errors: dict[str, Msg],
@@ -205,11 +211,37 @@ def supervision_pages(r: APIRouter) -> None:
     def report(item_id: int, request: Request, principal: PageScoped("plan.report"), session: DbSession,
                text: Annotated[str, Form()] = "", public: Annotated[str, Form()] = "",
                kpi: Annotated[list[str], Form()] = [],  # noqa: B006 - FastAPI copies defaults
-               kpi_value: Annotated[list[str], Form()] = []) -> Response:  # noqa: B006
-        """A progress report."""
-        return act(request, session, principal, item_id, lambda: service.add_report(
-            session, principal.actor, item_id, ReportIn.model_validate(
-                {"text": text, "public": bool(public), "kpi_values": _kpi_values(kpi, kpi_value)})))
+               kpi_value: Annotated[list[str], Form()] = [],  # noqa: B006
+               file: Annotated[UploadFile | None, File()] = None) -> Response:
+        """A progress report, optionally with one attachment."""
+        max_bytes = PlanSettings().attachment_max_bytes
+
+        def do() -> None:
+            rep = service.add_report(session, principal.actor, item_id, ReportIn.model_validate(
+                {"text": text, "public": bool(public), "kpi_values": _kpi_values(kpi, kpi_value)}))
+            if file is not None and file.filename:
+                session.flush()
+                service.add_attachment(session, principal.actor, rep.id, file.filename, file.content_type or "",
+                                       file.file.read(max_bytes + 1), max_bytes)
+
+        return act(request, session, principal, item_id, do)
+
+    @r.post("/items/{item_id:int}/subitems")
+    def break_down(item_id: int, request: Request, principal: PageScoped("plan.report"), session: DbSession,
+                   title: Annotated[str, Form()] = "", due_date: Annotated[str, Form()] = "") -> Response:
+        """The lead unit breaks its item down into a sub-item."""
+        return act(request, session, principal, item_id, lambda: service.create_subitem(
+            session, principal.actor, item_id, SubItemCreate.model_validate(
+                {"title": title, "due_date": due_date or None})))
+
+    @r.post("/items/{item_id:int}/edit")
+    def edit(item_id: int, request: Request, principal: PageScoped("plan.manage"), session: DbSession,
+             version: Annotated[int, Form()] = 0, title: Annotated[str, Form()] = "",
+             deliverable: Annotated[str, Form()] = "", public: Annotated[str, Form()] = "") -> Response:
+        """The plan office edits the item's title, deliverable and publication."""
+        return act(request, session, principal, item_id, lambda: service.update_item(
+            session, principal.actor, item_id, ItemUpdate.model_validate(
+                {"version": version, "title": title, "deliverable": deliverable, "public": bool(public)})))
 
     @r.post("/items/{item_id:int}/complete")
     def complete(item_id: int, request: Request, principal: PageScoped("plan.report"), session: DbSession,
@@ -255,6 +287,28 @@ def supervision_pages(r: APIRouter) -> None:
         with session.begin_nested():
             ext = service.decide_extension(session, principal.actor, extension_id, decision == "approve")
         return redirect(f"/plan/items/{ext.item_id}")
+
+    @r.get("/import", response_class=HTMLResponse)
+    def import_form(request: Request, principal: PageScoped("plan.manage"), session: DbSession) -> HTMLResponse:
+        """Bulk-create work items from the XLSX template (plan office)."""
+        service.require_office(session, principal.actor)
+        return render(request, "plan/import.html", {"errors": [], "created": None})
+
+    @r.post("/import", response_class=HTMLResponse)
+    def import_upload(request: Request, principal: PageScoped("plan.manage"), session: DbSession,
+                      file: Annotated[UploadFile | None, File()] = None) -> HTMLResponse:
+        """Check every row; create all the items, or none and list each error with row and column."""
+        from cityplus.modules.plan import exports
+
+        service.require_office(session, principal.actor)
+        data = file.file.read(exports.IMPORT_MAX_BYTES + 1) if file is not None else b""
+        try:
+            with session.begin_nested():
+                created = service.import_xlsx(session, principal.actor, data)
+        except DomainError as exc:
+            errors = exc.errors or [{"field": "file", "message": exc.detail}]
+            return render(request, "plan/import.html", {"errors": errors, "created": None}, status=exc.status)
+        return render(request, "plan/import.html", {"errors": [], "created": created})
 
     @r.get("/dashboard", response_class=HTMLResponse)
     def dashboard(request: Request, principal: PageScoped("plan.report"), session: DbSession, ctx: Ctx,
