@@ -14,7 +14,7 @@ from fastapi import APIRouter, BackgroundTasks, File, Form, Path, Query, UploadF
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from cityplus.api.deps import PUBLIC_ROUTE, Ctx, DbSession, Scoped
+from cityplus.api.deps import PUBLIC_ROUTE, Ctx, DbSession, Principal, Scoped
 from cityplus.core.errors import Unprocessable
 from cityplus.modules.plan import exports, service
 from cityplus.modules.plan.models import PlanItemExtension, PlanItemReport, PlanWorkItem
@@ -95,8 +95,8 @@ def router() -> APIRouter:
     settings = PlanSettings()
     warn = settings.warn_workdays
 
-    def full(session: Session, principal: object, item: PlanWorkItem) -> ItemPublic:
-        access = service.access_of(session, principal.actor)  # type: ignore[attr-defined]
+    def full(session: Session, principal: Principal, item: PlanWorkItem) -> ItemPublic:
+        access = service.access_of(session, principal.actor)
         session.refresh(item)
         return item_public(session, access, item, service.city_today(), warn)
 
