@@ -156,3 +156,26 @@ async def test_task_page_and_coverage_show_items_and_live_usage(client, parties)
     cov = (await client.get(f"{API}/coverage")).json()
     plan_ref = next(m for row in cov["tasks"] if row["task"] == 42 for m in row["modules"] if m["name"] == "plan")
     assert plan_ref["usage"]["work_items"] == 2 and plan_ref["usage"]["work_items_closed"] == 1
+
+
+async def test_user_text_is_never_a_formula_in_the_export(client, parties) -> None:  # type: ignore[no-untyped-def]
+    title = '=HYPERLINK("http://evil.example","点击")'
+    await create(client, parties["office"], title=title)
+    r = await client.get(f"{API}/export.xlsx", headers=parties["office"].headers)
+    ws = load_workbook(BytesIO(r.content))["工作事项 Items"]
+    cell = ws["C2"]
+    assert cell.value == title and cell.data_type == "s"
+
+
+async def test_markup_in_user_text_cannot_break_the_pdf(client, parties) -> None:  # type: ignore[no-untyped-def]
+    from pypdf import PdfReader
+
+    from cityplus.modules.plan.service import city_today
+
+    await create(client, parties["office"], title="<b>未闭合 & <font name=x>", public=False)
+    today = city_today()
+    r = await client.get(f"{API}/quarterly.pdf", params={"year": today.year, "quarter": (today.month - 1) // 3 + 1},
+                         headers=parties["office"].headers)
+    assert r.status_code == 200, r.text
+    text = "".join(p.extract_text() for p in PdfReader(BytesIO(r.content)).pages)
+    assert "21.1" in text

@@ -73,6 +73,10 @@ def _sheet(wb: Workbook, title: str, headers: list[str], rows: list[list[Any]]) 
         cell.font = Font(bold=True)
     for row in rows:
         ws.append(row)
+        for cell in ws[ws.max_row]:
+            # Text from users is never a formula: openpyxl would store "=…" as one (spreadsheet formula injection).
+            if isinstance(cell.value, str) and cell.value.startswith("="):
+                cell.data_type = "s"
     ws.freeze_panes = "A2"
     for i, h in enumerate(headers, start=1):
         ws.column_dimensions[get_column_letter(i)].width = max(12, min(50, len(h) + 4))

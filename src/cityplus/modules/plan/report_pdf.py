@@ -1,7 +1,7 @@
 """The quarterly supervision report (督查督办季度报告) as PDF (reportlab): totals, charts, a table per area.
 
 Chinese text uses reportlab's built-in CID font STSong-Light (Adobe's Chinese font pack, rendered by the
-viewer), so no font file is shipped.
+viewer), so no font file is shipped. Paragraphs take reportlab's mini-markup, so every text from users is escaped.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from io import BytesIO
 from typing import Any
+from xml.sax.saxutils import escape
 
 from reportlab.graphics.charts.barcharts import VerticalBarChart
 from reportlab.graphics.charts.legends import Legend
@@ -101,7 +102,7 @@ def quarterly(session: Session, year: int, quarter: int, warn: int) -> bytes:
     t = board["totals"]
     story: list[Any] = [
         Paragraph(f"成都市“互联网+”行动计划督查督办季度报告 {year}年第{quarter}季度", st["title"]),
-        Paragraph(f"Chengdu \"Internet+\" action plan — quarterly supervision report {year} Q{quarter} "
+        Paragraph(f"Chengdu &quot;Internet+&quot; action plan — quarterly supervision report {year} Q{quarter} "
                   f"(as of {day.isoformat()})", st["body"]),
         Spacer(1, 4 * mm),
         Paragraph(f"工作事项 Items: {t['total']}　已销号 Closed: {t['closed']}　逾期 Overdue: {t['overdue']}　"
@@ -113,7 +114,7 @@ def quarterly(session: Session, year: int, quarter: int, warn: int) -> bytes:
     ]
     for a in board["areas"]:
         story.append(PageBreak())
-        story.append(Paragraph(f"{a['numeral']}、{a['title']['zh']} {a['title']['en']}", st["h2"]))
+        story.append(Paragraph(escape(f"{a['numeral']}、{a['title']['zh']} {a['title']['en']}"), st["h2"]))
         story.append(Paragraph(f"事项 {a['total']} · 已销号 {a['closed']} · 逾期 {a['overdue']} · "
                                f"完成率 {_pct(a['completion_rate'])}", st["body"]))
         rows = [[Paragraph(h, st["cell"]) for h in ("编号 Code", "事项 Item", "牵头单位 Lead", "时限 Due",
@@ -124,11 +125,12 @@ def quarterly(session: Session, year: int, quarter: int, warn: int) -> bytes:
             lamp = light(i, day, warn)
             r = latest.get(i.id)
             status = "closed" if lamp == "done" else i.status
-            rows.append([Paragraph(i.code, st["cell"]), Paragraph(i.title, st["cell"]),
-                         Paragraph(orgs.get(i.lead_org, i.lead_org), st["cell"]),
+            latest_text = r.text[:80] if r and r.created_at.date() <= day else ""
+            rows.append([Paragraph(escape(i.code), st["cell"]), Paragraph(escape(i.title), st["cell"]),
+                         Paragraph(escape(orgs.get(i.lead_org, i.lead_org)), st["cell"]),
                          Paragraph(i.due_date.isoformat(), st["cell"]),
                          Paragraph(STATUS_ZH[status], st["cell"]), Paragraph(LIGHT_ZH[lamp], st["cell"]),
-                         Paragraph((r.text[:80] if r and r.created_at.date() <= day else ""), st["cell"])])
+                         Paragraph(escape(latest_text), st["cell"])])
             styles.append(("BACKGROUND", (5, n), (5, n), LIGHT_COLOURS[lamp].clone(alpha=0.25)))
         table = Table(rows, colWidths=[14 * mm, 45 * mm, 22 * mm, 18 * mm, 16 * mm, 13 * mm, 52 * mm],
                       repeatRows=1)
