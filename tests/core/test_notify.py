@@ -45,13 +45,15 @@ def test_mail_reaches_a_real_smtp_server(smtp_server, tmp_path) -> None:  # type
     settings = load_settings(var_dir=tmp_path, smtp_host="127.0.0.1", smtp_port=port,
                              smtp_from="plan-office@chengdu.example")
     sender = notify.SmtpSender(settings)
-    sent = sender.send([notify.Mail("a@units.example", "到期提醒 Reminder", "工作事项将于 2016-10-08 到期。"),
+    sent = sender.send([notify.Mail("a@units.example", "到期提醒\r\nBcc: x@evil.example Reminder",
+                                    "工作事项将于 2016-10-08 到期。"),
                         notify.Mail("b@units.example", "Second", "body")])
     assert sent == 2
     assert [m[1] for m in handler.messages] == [["a@units.example"], ["b@units.example"]]
     mail_from, _, msg = handler.messages[0]
     assert mail_from == "plan-office@chengdu.example"
-    assert msg["Subject"] == "到期提醒 Reminder"
+    assert msg["Subject"] == "到期提醒 Bcc: x@evil.example Reminder"  # one header line, no injected header
+    assert msg["Bcc"] is None
     assert "2016-10-08" in msg.get_content()
 
 

@@ -43,7 +43,7 @@ class InboxMessage(Base):
 def post(session: Session, user_id: int, kind: str, subject: str, body: str, link: str | None = None
          ) -> InboxMessage:
     """Put a message into a user's inbox (in the caller's transaction)."""
-    msg = InboxMessage(user_id=user_id, kind=kind, subject=subject[:200], body=body, link=link)
+    msg = InboxMessage(user_id=user_id, kind=kind, subject=" ".join(subject.split())[:200], body=body, link=link)
     session.add(msg)
     session.flush()
     return msg
@@ -103,7 +103,7 @@ class SmtpSender:
         msg = EmailMessage()
         msg["From"] = formataddr(("CityPlus", self.sender))
         msg["To"] = mail.to
-        msg["Subject"] = mail.subject
+        msg["Subject"] = " ".join(mail.subject.split())  # a header is one line, whatever the text held
         msg["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or "cityplus.invalid")
         msg.set_content(mail.body)
         return msg
