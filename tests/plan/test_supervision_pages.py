@@ -144,3 +144,31 @@ async def test_import_attach_break_down_and_edit_in_the_portal(app, make_user) -
         r = await u.post(f"{url}/report", data={"csrf_token": csrf_of(page.text), "text": "坏附件"},
                          files={"file": ("x.pdf", b"MZ", "application/pdf")})
         assert r.status_code == 422 and "坏附件" not in (await u.get(url)).text  # report and file: all or nothing
+
+
+async def test_supervision_pages_are_well_formed(app, make_user, token_for) -> None:  # type: ignore[no-untyped-def]
+    """One h1, ordered headings, labelled controls, valid references (the portal's accessibility checks)."""
+    from tests.plan.conftest import Party, create
+    from tests.web.test_accessibility import problems_of
+
+    office = make_user("department_staff", org="fgw")
+    lead = make_user("department_staff", org="jxw")
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as api:
+        item = await create(api, Party(office.username, "fgw", token_for(office)))
+        await api.post(f"/api/v1/plan/items/{item['id']}/acknowledge", json={"version": 1},
+                       headers=token_for(lead))
+    problems: list[str] = []
+    for user in (office, lead):
+        async with portal(app, user.username, user.password) as c:
+            for path in ("/plan/items", f"/plan/items/{item['id']}", "/plan/dashboard", "/plan/progress",
+                         "/plan/tasks/21", "/inbox", *(("/plan/items/new", "/plan/import") if user is office else ())):
+                r = await c.get(path)
+                assert r.status_code == 200, (path, r.status_code)
+                problems += [f"{user.username} {path}: {p}" for p in problems_of(r.text)]
+            if user is office:
+                page = await c.get("/plan/items/new")
+                r = await c.post("/plan/items/new", data={"csrf_token": csrf_of(page.text), "title": ""})
+                assert r.status_code == 422
+                problems += [f"new item with errors: {p}" for p in problems_of(r.text)]
+    assert not problems, "\n".join(problems)
