@@ -13,7 +13,10 @@ from cityplus.api.routes import route_table
 from cityplus.core.modules import ROLES
 
 PARAM_VALUES = {"code": "fgw", "number": "1", "n": "1", "user_id": "1", "token_id": "999999",
-                "district": "武侯区", "station_id": "urn:ngsi-ld:AirQualityObserved:chengdu-sanwayao"}
+                "district": "武侯区", "station_id": "urn:ngsi-ld:AirQualityObserved:chengdu-sanwayao",
+                # plan supervision and the inbox: unknown ids, so allowed callers get 404/422, never 401/403
+                "item_id": "999999", "extension_id": "999999", "report_id": "999999", "attachment_id": "999999",
+                "message_id": "999999", "decision": "approve"}
 
 
 def _fill(path: str) -> str:

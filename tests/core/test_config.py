@@ -50,7 +50,8 @@ def test_toml_cityplus_section_is_read(tmp_path: Path) -> None:
         ("CITYPLUS_DEFAULT_LOCALE", "fr"),
         ("CITYPLUS_BASE_URL", "not a url"),
         ("CITYPLUS_MQTT_URL", "http://x"),
-        ("CITYPLUS_SMTP_URL", "mail.example"),
+        ("CITYPLUS_SMTP_PORT", "70000"),
+        ("CITYPLUS_SMTP_FROM", "no-at-sign"),
     ],
 )
 def test_invalid_setting_is_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from cityplus.api.deps import PUBLIC_ROUTE, Ctx, DbSession, Public, Scoped
 from cityplus.api.schemas import (
+    InboxMessagePublic,
     LocaleUpdate,
     MePublic,
     ModulePublic,
@@ -21,6 +22,7 @@ from cityplus.api.schemas import (
     UserPublic,
     UserUpdate,
 )
+from cityplus.core import notify
 from cityplus.core.errors import Forbidden
 from cityplus.core.identity import service as identity
 from cityplus.core.identity.models import Organisation, User
@@ -168,3 +170,22 @@ def list_modules(_: Public, ctx: Ctx) -> list[ModulePublic]:
     return [ModulePublic(name=m.name, title=m.title, plan_tasks=list(m.plan_tasks),
                          scopes=[s.name for s in m.scopes]) for m in ctx.registry]
 
+
+
+# --- inbox (站内信) ------------------------------------------------------------------------------
+
+
+@router.get("/me/inbox", response_model=list[InboxMessagePublic], tags=["account"], operation_id="list_my_inbox")
+def list_my_inbox(principal: Scoped("account"), session: DbSession,
+                  unread: Annotated[bool, Query(description="only unread messages")] = False,
+                  limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[InboxMessagePublic]:
+    """The caller's in-app messages (reminders and notices), newest first."""
+    return [InboxMessagePublic.model_validate(m)
+            for m in notify.inbox(session, principal.user.id, unread_only=unread, limit=limit)]
+
+
+@router.post("/me/inbox/{message_id}/read", status_code=204, tags=["account"], operation_id="mark_my_message_read")
+def mark_my_message_read(message_id: RowId, principal: Scoped("account"), session: DbSession) -> Response:
+    """Mark one of the caller's messages read."""
+    notify.mark_read(session, principal.user.id, message_id)
+    return Response(status_code=204)

@@ -157,3 +157,15 @@ class ModulePublic(BaseModel):
 
 class LocaleUpdate(StrictModel):
     locale: Annotated[str, StringConstraints(pattern="^(zh_CN|en)$")]
+
+
+class InboxMessagePublic(PublicModel):
+    """A message in the caller's in-app inbox."""
+
+    id: int
+    created_at: datetime
+    kind: str
+    subject: str
+    body: str
+    link: str | None
+    read_at: datetime | None

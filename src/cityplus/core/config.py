@@ -17,7 +17,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-SECRET_NAMES = ("secret_key",)
+SECRET_NAMES = ("secret_key", "smtp_password")
 LOCALES = ("zh_CN", "en")
 
 
@@ -60,7 +60,13 @@ class Settings(BaseSettings):
     bus_url: str = Field(default="", description="Event bus; empty: in-process, nats://host:4222: JetStream.")
     bus_stream: str = Field(default="CITYPLUS", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                             description="JetStream stream (and subject prefix) for events.")
-    smtp_url: str = Field(default="", description="SMTP relay (smtp://host:port); empty: mail disabled.")
+    smtp_host: str = Field(default="", description="SMTP relay host; empty: mail disabled.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP relay port.")
+    smtp_user: str = Field(default="", description="SMTP login; empty: no login.")
+    smtp_password: str = Field(default="", description="SMTP password (masked in `cityplus config`).")
+    smtp_from: str = Field(default="cityplus@localhost", pattern=r"^[^@\s]+@[^@\s]+$",
+                           description="Sender address of the platform's mail.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP connection with STARTTLS.")
     default_locale: str = Field(default="zh_CN", description="UI locale when the user has not chosen one.")
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Largest request body.")
     login_max_failures: int = Field(default=5, ge=1, description="Failed logins before throttling.")
@@ -101,13 +107,6 @@ class Settings(BaseSettings):
     def _check_mqtt(cls, v: str) -> str:
         if v and urlsplit(v).scheme not in ("mqtt", "mqtts", "tcp"):
             raise ValueError("must be an mqtt://host:port URL")
-        return v
-
-    @field_validator("smtp_url")
-    @classmethod
-    def _check_smtp(cls, v: str) -> str:
-        if v and urlsplit(v).scheme not in ("smtp", "smtps"):
-            raise ValueError("must be an smtp://host:port URL")
         return v
 
     @field_validator("base_url")

@@ -33,7 +33,9 @@ def _import_models(registry: ModuleRegistry) -> None:
 
     import cityplus.core.audit
     import cityplus.core.events
-    import cityplus.core.identity.models  # noqa: F401
+    import cityplus.core.identity.models
+    import cityplus.core.lease
+    import cityplus.core.notify  # noqa: F401
 
     for m in registry:
         if m.models:

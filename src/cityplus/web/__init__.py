@@ -31,6 +31,7 @@ HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 TEMPLATES_DIR = HERE / "templates"
 HTMX_URL = "/static/vendor/htmx.min.js"
+CHART_URL = "/static/vendor/chart.umd.min.js"
 
 
 def node_modules_dirs() -> list[Path]:
@@ -43,24 +44,34 @@ def node_modules_dirs() -> list[Path]:
     return dirs
 
 
-def find_htmx() -> tuple[Path, str] | None:
-    """The installed htmx file and its version, or None when `npm ci` has not been run."""
+def find_vendor(package: str, file: str) -> tuple[Path, str] | None:
+    """An installed npm package's file and the package's version, or None when `npm ci` has not been run."""
     for base in node_modules_dirs():
-        path = base / "htmx.org" / "dist" / "htmx.min.js"
+        path = base / package / file
         if path.is_file():
             try:
-                version = json.loads((base / "htmx.org" / "package.json").read_text("utf-8"))["version"]
+                version = json.loads((base / package / "package.json").read_text("utf-8"))["version"]
             except (OSError, ValueError, KeyError):
                 version = "0"
             return path, str(version)
     return None
 
 
+def find_htmx() -> tuple[Path, str] | None:
+    """The installed htmx file and its version, or None when `npm ci` has not been run."""
+    return find_vendor("htmx.org", "dist/htmx.min.js")
+
+
+def find_chart() -> tuple[Path, str] | None:
+    """The installed Chart.js (UMD build, for the dashboards) and its version."""
+    return find_vendor("chart.js", "dist/chart.umd.min.js")
+
+
 def _fingerprint(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def build_environment(ctx: AppContext, htmx_src: str | None) -> Environment:
+def build_environment(ctx: AppContext, htmx_src: str | None, chart_src: str | None = None) -> Environment:
     """One Jinja environment over the portal's templates and every module's templates_dir."""
     loaders = [FileSystemLoader(TEMPLATES_DIR), *(FileSystemLoader(d) for d in ctx.registry.template_dirs())]
     env = Environment(loader=ChoiceLoader(loaders), autoescape=True, undefined=StrictUndefined,
@@ -75,6 +86,7 @@ def build_environment(ctx: AppContext, htmx_src: str | None) -> Environment:
     env.globals.update(
         static=static,
         htmx_src=htmx_src,
+        chart_src=chart_src,
         registry=ctx.registry,
         has_plan=any(m.name == "plan" for m in ctx.registry),
         main_nav=[m.nav[0] for m in ctx.registry if m.nav],
@@ -106,9 +118,21 @@ def install(app: FastAPI, ctx: AppContext) -> None:
         # A plain Starlette route (not an API route), registered before the /static mount so it wins.
         app.router.routes.append(Route(HTMX_URL, htmx, methods=["GET", "HEAD"], include_in_schema=False))
         htmx_src = f"{HTMX_URL}?v={version}"
+    chart_src = None
+    found_chart = find_chart()
+    if found_chart is not None:  # Chart.js draws the dashboards' charts; without it they show tables only
+        chart_path, chart_version = found_chart
+
+        async def chart(request: Request) -> FileResponse:
+            """The pinned Chart.js build from node_modules."""
+            return FileResponse(chart_path, media_type="text/javascript",
+                                headers={"Cache-Control": "public, max-age=604800"})
+
+        app.router.routes.append(Route(CHART_URL, chart, methods=["GET", "HEAD"], include_in_schema=False))
+        chart_src = f"{CHART_URL}?v={chart_version}"
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    app.state.templates = build_environment(ctx, htmx_src)
+    app.state.templates = build_environment(ctx, htmx_src, chart_src)
     app.state.html_error = render_error
     include(app, pages.router())
     for m in ctx.registry:

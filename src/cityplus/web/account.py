@@ -98,6 +98,25 @@ def router() -> APIRouter:
         response.delete_cookie(SESSION_COOKIE, path="/", secure=is_secure(request), httponly=True, samesite="lax")
         return response
 
+    # --- inbox ----------------------------------------------------------------------------
+
+    @r.get("/inbox", response_class=HTMLResponse)
+    def inbox(request: Request, principal: PageScoped("account"), session: DbSession) -> HTMLResponse:
+        """Your in-app messages (reminders and notices), newest first."""
+        from cityplus.core import notify
+
+        return render(request, "inbox.html", {"messages": notify.inbox(session, principal.user.id, limit=100)})
+
+    @r.post("/inbox/{message_id:int}/read")
+    def read_message(message_id: int, principal: PageScoped("account"), session: DbSession) -> Response:
+        """Mark a message read and open what it is about."""
+        from cityplus.core import notify
+
+        notify.mark_read(session, principal.user.id, message_id)
+        target = next((m.link for m in notify.inbox(session, principal.user.id, limit=200) if m.id == message_id),
+                      None)
+        return redirect(safe_next(target, "/inbox"))
+
     # --- profile ----------------------------------------------------------------------------
 
     def profile_page(request: Request, principal: Principal, ctx: Ctx, *, status: int = 200,

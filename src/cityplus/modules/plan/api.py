@@ -1,4 +1,4 @@
-"""Plan API: areas, tasks, responsible units and module coverage (read-only, public)."""
+"""Plan API: areas, tasks, responsible units and module coverage (public), and supervision (api_supervision)."""
 
 from __future__ import annotations
 
@@ -78,10 +78,12 @@ def router() -> APIRouter:
     @r.get("/coverage", response_model=CoveragePublic, operation_id="get_plan_coverage",
            dependencies=[PUBLIC_ROUTE])
     def get_plan_coverage(session: DbSession, ctx: Ctx) -> CoveragePublic:
-        """For each task, the installed modules that serve it (computed from module manifests)."""
+        """For each task, the installed modules that serve it (from module manifests) with their live usage."""
+        usage = service.module_usage(session, ctx.registry)
         rows = [CoverageRowPublic(task=c.task.number, numeral=c.task.numeral, area=c.task.area_number,
                                   title={"zh": c.task.title_zh, "en": c.task.title_en},
-                                  modules=[ModuleRef(name=m.name, title=m.title) for m in c.modules])
+                                  modules=[ModuleRef(name=m.name, title=m.title, usage=usage.get(m.name, {}))
+                                           for m in c.modules])
                 for c in service.coverage(session, ctx.registry)]
         return CoveragePublic(tasks=rows, covered=sum(1 for r in rows if r.modules), total=len(rows))
 
@@ -96,7 +98,8 @@ def router() -> APIRouter:
 
     @r.post("/reload", status_code=200, operation_id="reload_plan")
     def reload_plan(principal: Scoped("plan.manage"), session: DbSession) -> dict[str, int]:
-        """Refresh areas and tasks from the packaged plan data (after an upgrade)."""
+        """Refresh areas and tasks from the packaged plan data (after an upgrade; platform admin or plan office)."""
+        if principal.user.role != "platform_admin":
+            service.require_office(session, principal.actor)
         return {"rows_changed": service.load_plan(session, principal.actor)}
-
     return r

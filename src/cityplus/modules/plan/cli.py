@@ -37,4 +37,62 @@ def make_cli() -> typer.Typer:
                               ", ".join(m.name for m in row.modules) or "—")
         out.print(table)
 
+    @cli.command("remind")
+    def remind() -> None:
+        """Send the supervision reminders due now (what the scheduled job does; safe beside running servers)."""
+        from cityplus.api.app import build_context
+        from cityplus.core import notify
+        from cityplus.core.lease import holder_id
+        from cityplus.modules.plan import service
+        from cityplus.modules.plan.settings import PlanSettings
+
+        ctx = build_context()
+        run = service.run_reminders(ctx.db, notify.SmtpSender(ctx.settings), PlanSettings(), ctx.settings.base_url,
+                                    holder=holder_id(), default_locale=ctx.settings.default_locale)
+        if not run.ran:
+            out.print("another process is running the reminder job; nothing sent")
+            raise typer.Exit(1)
+        out.print(f"reminders: {run.due_soon} due soon, {run.overdue} overdue; {run.inbox} inbox messages, "
+                  f"{run.mails} mails")
+
+    @cli.command("export")
+    def export(path: str = typer.Argument(..., help="the XLSX file to write")) -> None:
+        """Write tasks, work items and latest reports to an XLSX file (as the plan office)."""
+        from pathlib import Path
+
+        from cityplus.api.app import build_context
+        from cityplus.modules.plan import service
+        from cityplus.modules.plan.settings import PlanSettings
+
+        ctx = build_context()
+        with ctx.db.session() as session:
+            data = service.export_xlsx(session, _office_actor(session), service.city_today(),
+                                       PlanSettings().warn_workdays)
+        Path(path).write_bytes(data)
+        out.print(f"wrote {path}")
+
+    @cli.command("quarterly")
+    def quarterly(year: int = typer.Argument(..., min=2000, max=2100), quarter: int = typer.Argument(..., min=1, max=4),
+                  path: str = typer.Argument(..., help="the PDF file to write")) -> None:
+        """Write the quarterly supervision report (PDF) of one quarter."""
+        from pathlib import Path
+
+        from cityplus.api.app import build_context
+        from cityplus.modules.plan import service
+        from cityplus.modules.plan.settings import PlanSettings
+
+        ctx = build_context()
+        with ctx.db.session() as session:
+            data = service.quarterly_pdf(session, year, quarter, PlanSettings().warn_workdays)
+        Path(path).write_bytes(data)
+        out.print(f"wrote {path}")
+
     return cli
+
+
+def _office_actor(session):  # type: ignore[no-untyped-def]
+    """The CLI acts as the plan office (whoever runs it has the server's own access)."""
+    from cityplus.core.audit import Actor
+    from cityplus.modules.plan import service
+
+    return Actor(username="cli", org_code=service.office_org(session), role="department_staff")

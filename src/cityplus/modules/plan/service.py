@@ -17,7 +17,47 @@ from cityplus.core.errors import NotFound, Unprocessable
 from cityplus.core.identity import service as identity
 from cityplus.core.identity.models import Organisation
 from cityplus.core.modules import Module, ModuleRegistry
-from cityplus.modules.plan.models import PlanArea, PlanTask, PlanTaskUnit
+
+# Supervision (督查督办): work items, lifecycle, lights, dashboards, reminders, exports. Implemented beside this file;
+# this module is the public interface other code uses.
+from cityplus.modules.plan.dashboards import dashboard, trend  # noqa: F401
+from cityplus.modules.plan.exports import export_xlsx, import_template, import_xlsx, progress  # noqa: F401
+from cityplus.modules.plan.models import PlanArea, PlanTask, PlanTaskUnit, PlanWorkItem
+from cityplus.modules.plan.reminders import ReminderRun  # noqa: F401
+from cityplus.modules.plan.reminders import run_once as run_reminders  # noqa: F401
+from cityplus.modules.plan.supervision import (  # noqa: F401
+    CLOSED,
+    LIGHTS,
+    OPEN,
+    STATUSES,
+    Access,
+    access_of,
+    acknowledge,
+    add_attachment,
+    add_report,
+    allowed_actions,
+    city_today,
+    close_item,
+    create_item,
+    create_subitem,
+    decide_extension,
+    extensions_of,
+    get_attachment,
+    get_item,
+    is_office,
+    latest_reports,
+    light,
+    list_items,
+    office_org,
+    report_completion,
+    reports_of,
+    request_extension,
+    require_office,
+    return_item,
+    timeline,
+    update_item,
+    workdays_left,
+)
 
 
 @lru_cache(maxsize=1)
@@ -141,8 +181,20 @@ class CoverageRow:
     modules: list[Module]
 
 
+def module_usage(session: Session, registry: ModuleRegistry) -> dict[str, dict[str, int]]:
+    """Each module's live usage figures (its manifest's `usage` callback), e.g. work items or datasets."""
+    return {m.name: dict(m.usage(session)) for m in registry if m.usage is not None}
+
+
 def coverage(session: Session, registry: ModuleRegistry) -> list[CoverageRow]:
     return [CoverageRow(task=t, modules=registry.modules_for_task(t.number)) for t in list_tasks(session)]
+
+
+def quarterly_pdf(session: Session, year: int, quarter: int, warn_workdays: int) -> bytes:
+    """The quarterly supervision report (季度报告) as PDF."""
+    from cityplus.modules.plan.report_pdf import quarterly
+
+    return quarterly(session, year, quarter, warn_workdays)
 
 
 def usage(session: Session) -> dict[str, int]:
@@ -150,4 +202,7 @@ def usage(session: Session) -> dict[str, int]:
     return {
         "areas": session.scalar(select(func.count()).select_from(PlanArea)) or 0,
         "tasks": session.scalar(select(func.count()).select_from(PlanTask)) or 0,
+        "work_items": session.scalar(select(func.count()).select_from(PlanWorkItem)) or 0,
+        "work_items_closed": session.scalar(select(func.count()).select_from(PlanWorkItem)
+                                            .where(PlanWorkItem.status == CLOSED)) or 0,
     }
