@@ -15,11 +15,13 @@ from cityplus.modules.environment.schemas import (
     AqiPublic,
     AreaPublic,
     NetworkPublic,
+    StationHistoryPublic,
     StationPublic,
     WarningIn,
     WarningPublic,
     aqi_public,
     area_public,
+    history_public,
     station_public,
     warning_public,
 )
@@ -109,6 +111,13 @@ def router() -> APIRouter:
         """Current AQI of one station by its entity id (public)."""
         n = service.network_aqi(session, context_service.core_context(ctx))
         return station_public(service.get_station(n, station_id))
+
+    @r.get("/air/stations/{station_id}/history", response_model=StationHistoryPublic,
+           operation_id="get_station_history", dependencies=[PUBLIC_ROUTE])
+    def get_station_history(station_id: Annotated[str, Path(max_length=256)], session: DbSession, ctx: Ctx
+                            ) -> StationHistoryPublic:
+        """A station's last 24 hours and 30 days: values, O3 8-hour means, hourly and daily AQI (public)."""
+        return history_public(service.station_history(session, context_service.core_context(ctx), station_id))
 
     @r.post("/air/recompute", response_model=AreaPublic, operation_id="recompute_aqi")
     def recompute_aqi(principal: Scoped("environment.manage"), session: DbSession, ctx: Ctx) -> AreaPublic:
