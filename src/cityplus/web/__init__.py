@@ -31,6 +31,7 @@ HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 TEMPLATES_DIR = HERE / "templates"
 HTMX_URL = "/static/vendor/htmx.min.js"
+CHART_URL = "/static/vendor/chart.umd.min.js"  # Chart.js, pinned in package.json like htmx; charts only
 
 
 def node_modules_dirs() -> list[Path]:
@@ -56,11 +57,25 @@ def find_htmx() -> tuple[Path, str] | None:
     return None
 
 
+def find_chart() -> tuple[Path, str] | None:
+    """The installed Chart.js UMD build and its version, or None when `npm ci` has not been run (pages then show
+    their tables only)."""
+    for base in node_modules_dirs():
+        path = base / "chart.js" / "dist" / "chart.umd.min.js"
+        if path.is_file():
+            try:
+                version = json.loads((base / "chart.js" / "package.json").read_text("utf-8"))["version"]
+            except (OSError, ValueError, KeyError):
+                version = "0"
+            return path, str(version)
+    return None
+
+
 def _fingerprint(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def build_environment(ctx: AppContext, htmx_src: str | None) -> Environment:
+def build_environment(ctx: AppContext, htmx_src: str | None, chart_src: str | None = None) -> Environment:
     """One Jinja environment over the portal's templates and every module's templates_dir."""
     loaders = [FileSystemLoader(TEMPLATES_DIR), *(FileSystemLoader(d) for d in ctx.registry.template_dirs())]
     env = Environment(loader=ChoiceLoader(loaders), autoescape=True, undefined=StrictUndefined,
@@ -75,6 +90,7 @@ def build_environment(ctx: AppContext, htmx_src: str | None) -> Environment:
     env.globals.update(
         static=static,
         htmx_src=htmx_src,
+        chart_src=chart_src,
         registry=ctx.registry,
         has_plan=any(m.name == "plan" for m in ctx.registry),
         main_nav=[m.nav[0] for m in ctx.registry if m.nav],
@@ -106,9 +122,21 @@ def install(app: FastAPI, ctx: AppContext) -> None:
         # A plain Starlette route (not an API route), registered before the /static mount so it wins.
         app.router.routes.append(Route(HTMX_URL, htmx, methods=["GET", "HEAD"], include_in_schema=False))
         htmx_src = f"{HTMX_URL}?v={version}"
+    chart = find_chart()
+    chart_src = None
+    if chart is not None:
+        chart_path, chart_version = chart
+
+        async def chart_js(request: Request) -> FileResponse:
+            """The pinned Chart.js build from node_modules."""
+            return FileResponse(chart_path, media_type="text/javascript",
+                                headers={"Cache-Control": "public, max-age=604800"})
+
+        app.router.routes.append(Route(CHART_URL, chart_js, methods=["GET", "HEAD"], include_in_schema=False))
+        chart_src = f"{CHART_URL}?v={chart_version}"
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    app.state.templates = build_environment(ctx, htmx_src)
+    app.state.templates = build_environment(ctx, htmx_src, chart_src)
     app.state.html_error = render_error
     include(app, pages.router())
     for m in ctx.registry:
