@@ -104,6 +104,7 @@ class StationAqi:
     current: bool  # observed within STALE_AFTER of now
     concentrations: dict[str, float]
     result: AqiResult | None  # None when the station has no usable value
+    written: tuple[Any, ...] | None = None  # the index last written onto the entity (see index_key)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class NetworkAqi:
 
 def _terms(active: jsonld.ActiveContext) -> dict[str, str]:
     names = (*STATION_POLLUTANTS, "name", "alternateName", "areaServed", "location", "dateObserved",
-             "monitoringPointType", "airQualityIndex", "airQualityLevel", "primaryPollutant")
+             "monitoringPointType", "airQualityIndex", "airQualityLevel", "primaryPollutant", "standard")
     return {n: active.expand_term(n) for n in names}
 
 
@@ -198,13 +199,20 @@ def station_aqi(entity_id: str, attrs: Mapping[str, Any], terms: Mapping[str, st
         lon, lat = loc["coordinates"][:2]
         point = (float(lon), float(lat))
     name = _value(attrs, terms["name"])
+    written = None
+    index = _default_instance(attrs[terms["airQualityIndex"]]) if terms["airQualityIndex"] in attrs else None
+    if index is not None:
+        standard = index.get(terms["standard"])
+        written = (index.get("value"), index.get("observedAt"),
+                   standard.get("value") if isinstance(standard, dict) else None,
+                   _value(attrs, terms["primaryPollutant"]))
     return StationAqi(
         entity_id=entity_id, name=str(name) if name else entity_id,
         name_en=str(_value(attrs, terms["alternateName"]) or name or entity_id),
         district=str(_value(attrs, terms["areaServed"]) or ""),
         point_type=str(_value(attrs, terms["monitoringPointType"]) or "urban"), location=point, observed_at=at,
         current=at is not None and now - STALE_AFTER <= at <= now + timedelta(minutes=10),
-        concentrations=concentrations, result=result)
+        concentrations=concentrations, result=result, written=written)
 
 
 def aggregate(name: str, stations: Sequence[StationAqi], *, edition: Edition) -> AreaAqi:
@@ -371,22 +379,53 @@ def expanded_index_fragment(s: StationAqi, names: Mapping[str, str]) -> dict[str
     return out
 
 
-def recompute(session: Session, active: jsonld.ActiveContext, actor: Actor, *, tenant: str | None = None,
-              now: datetime | None = None) -> NetworkAqi:
-    """Compute every station's real-time AQI and write it onto its entity (airQualityIndex, airQualityLevel,
-    primaryPollutant) in one set-based broker batch; audited as one entry."""
-    network = network_aqi(session, active, tenant=tenant, now=now)
+def index_key(s: StationAqi) -> tuple[Any, ...] | None:
+    """What index_fragment() would write, in the form StationAqi.written reads it back from the entity."""
+    f = index_fragment(s)
+    if f is None:
+        return None
+    return (f["airQualityIndex"]["value"], f["airQualityIndex"]["observedAt"],
+            f["airQualityIndex"]["standard"]["value"], f["primaryPollutant"]["value"])
+
+
+def _write_indexes(session: Session, active: jsonld.ActiveContext, network: NetworkAqi, tenant: str | None
+                   ) -> int:
+    """Write the index of every station whose index changed since it was last written (an unchanged index is not
+    rewritten: no history row, no notification); returns how many were written."""
     names = {n: active.expand_term(n) for n in (*INDEX_ATTRS, STATION_TYPE)}
-    fragments = [f for f in (expanded_index_fragment(s, names) for s in network.stations) if f is not None]
+    changed = [s for s in network.stations if index_key(s) is not None and index_key(s) != s.written]
+    fragments = [f for f in (expanded_index_fragment(s, names) for s in changed) if f is not None]
     if fragments:
         res = context.batch_write(session, tenant, "update", fragments)
         if res.errors:  # an entity deleted meanwhile: nothing else is written (the caller's transaction rolls back)
             eid, exc = res.errors[0]
             raise Unprocessable(f"could not write the AQI of {eid}: {exc}")
+    return len(fragments)
+
+
+def recompute(session: Session, active: jsonld.ActiveContext, actor: Actor, *, tenant: str | None = None,
+              now: datetime | None = None) -> NetworkAqi:
+    """Compute every station's real-time AQI and write it onto its entity (airQualityIndex, airQualityLevel,
+    primaryPollutant) where it changed, in one set-based broker batch; audited as one entry."""
+    network = network_aqi(session, active, tenant=tenant, now=now)
+    written = _write_indexes(session, active, network, tenant)
     audit.append(session, actor, "environment.aqi_recomputed", "air_quality_network", tenant or "default",
-                 {"stations": len(network.stations), "written": len(fragments),
+                 {"stations": len(network.stations), "written": written,
                   "city_aqi": network.city.result.aqi if network.city.result else None})
     return network
+
+
+def scheduled_recompute(session: Session, active: jsonld.ActiveContext, actor: Actor, *, tenant: str | None = None,
+                        now: datetime | None = None) -> int:
+    """The scheduled round (runtime.py): like recompute(), but audited only when an index changed, so an idle
+    network does not fill the audit log every few minutes. Returns how many stations' indexes were written."""
+    network = network_aqi(session, active, tenant=tenant, now=now)
+    written = _write_indexes(session, active, network, tenant)
+    if written:
+        audit.append(session, actor, "environment.aqi_recomputed", "air_quality_network", tenant or "default",
+                     {"stations": len(network.stations), "written": written, "scheduled": True,
+                      "city_aqi": network.city.result.aqi if network.city.result else None})
+    return written
 
 
 # --- demo stations -------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@
       });
     });
     return new window.Chart(canvas, {
+      type: "bar",
       data: { labels: labels, datasets: datasets },
       options: {
         responsive: true, maintainAspectRatio: false, animation: false,
