@@ -78,3 +78,32 @@ async def test_loops_of_two_processes_recompute_once_per_round(ctx) -> None:  # 
 def test_settings_default_and_off() -> None:
     assert EnvironmentSettings().recompute_seconds == 300
     assert EnvironmentSettings(recompute_seconds=0).recompute_seconds == 0
+
+
+async def test_public_reads_are_cached_until_a_station_changes(client, ctx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    now = datetime.now(UTC)
+    _load(ctx, now)
+    first = (await client.get("/api/v1/environment/air")).json()
+    again = (await client.get("/api/v1/environment/air")).json()
+    assert again["computed_at"] == first["computed_at"]  # served from the cache
+    assert (await client.get("/api/v1/environment/air/city")).json() == first["city"]
+    # new values on the stations (any process's write changes the version read from the database)
+    _load(ctx, now, seed=7)
+    fresh = (await client.get("/api/v1/environment/air")).json()
+    assert fresh["computed_at"] != first["computed_at"]
+    with ctx.db.session(readonly=True) as session:
+        direct = service.network_aqi(session, context.core_context(ctx))
+    assert fresh["city"]["aqi"]["aqi"] == direct.city.result.aqi  # type: ignore[union-attr]
+    assert {s["id"]: s["concentrations"] for s in fresh["stations"]} == \
+        {s.entity_id: s.concentrations for s in direct.stations}
+    # a deleted station is gone at once
+    with ctx.db.session() as session:
+        context.delete_entity(session, None, SID)
+    body = (await client.get("/api/v1/environment/air")).json()
+    assert SID not in {s["id"] for s in body["stations"]} and len(body["stations"]) == len(demo.STATIONS) - 1
+    assert (await client.get(f"/api/v1/environment/air/stations/{SID}")).status_code == 404
+    # and the cache never outlives CACHE_SECONDS (time passing: stations going stale, a new edition's day)
+    monkeypatch.setattr(service, "CACHE_SECONDS", 0.0)
+    one = (await client.get("/api/v1/environment/air")).json()
+    two = (await client.get("/api/v1/environment/air")).json()
+    assert one["computed_at"] != two["computed_at"]

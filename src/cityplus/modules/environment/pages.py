@@ -95,7 +95,7 @@ def router() -> APIRouter:
                 notice: str | None = None) -> HTMLResponse:
         """Weather warning signals in force, and the real-time AQI of the city, its districts and its stations."""
         active = context_service.core_context(ctx)
-        network = service.network_aqi(session, active)
+        network = service.cached_network(session, active)
         return render(request, "environment/air.html", {
             "network": network, "labels": FIELD_LABELS, "warnings": service.list_warnings(session, active),
             "notice": NOTICES.get(notice or ""), "can_warn": _can_warn(principal)})

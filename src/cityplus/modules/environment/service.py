@@ -9,11 +9,15 @@ each station's index back onto its entity.
 from __future__ import annotations
 
 import re
+import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from cityplus.core import audit
@@ -21,6 +25,7 @@ from cityplus.core.audit import Actor
 from cityplus.core.errors import NotFound, Unprocessable
 from cityplus.modules.context import jsonld
 from cityplus.modules.context import service as context
+from cityplus.modules.context.models import ContextEntity, ContextEntityType
 from cityplus.modules.environment import aqi, history, weather
 from cityplus.modules.environment.aqi import AqiInputError, AqiResult, Edition
 
@@ -237,6 +242,40 @@ def network_aqi(session: Session, active: jsonld.ActiveContext, *, tenant: str |
     stations = [station_aqi(eid, attrs, terms, now=now) for eid, attrs in read_stations(session, active, tenant=tenant)]
     stations = with_o3_8h(session, active, stations, tenant=tenant, now=now)
     return _network(stations, now, edition)
+
+
+# --- cache of the public read routes ----------------------------------------------------------------------
+
+CACHE_SECONDS = 60.0  # at most this old: bounds what no version sees (time passing, history-only writes, races)
+_CACHE: weakref.WeakKeyDictionary[Engine, dict[str, tuple[tuple[Any, ...], float, NetworkAqi]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def network_version(session: Session, active: jsonld.ActiveContext, *, tenant: str | None = None
+                    ) -> tuple[Any, ...]:
+    """What changes whenever a station entity is created, written or deleted, in any process: the tenant's number
+    of station entities and their latest modification time (one query on the broker's type index)."""
+    tid = _tenant_id(session, tenant)
+    row = session.execute(
+        select(func.count(ContextEntity.pk), func.max(ContextEntity.modified_at))
+        .join(ContextEntityType, ContextEntityType.entity_pk == ContextEntity.pk)
+        .where(ContextEntityType.tenant_id == tid, ContextEntityType.type == active.expand_term(STATION_TYPE))).one()
+    return (tid, int(row[0] or 0), row[1].isoformat() if row[1] is not None else None)
+
+
+def cached_network(session: Session, active: jsonld.ActiveContext, *, tenant: str | None = None) -> NetworkAqi:
+    """network_aqi() for the public read routes, kept per process and database until a station entity changes
+    (network_version differs: any process's write, the write-back included) or it is CACHE_SECONDS old."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    version = network_version(session, active, tenant=tenant)
+    per_db = _CACHE.setdefault(engine, {})
+    hit = per_db.get(tenant or "")
+    if hit is not None and hit[0] == version and time.monotonic() - hit[1] < CACHE_SECONDS:
+        return hit[2]
+    network = network_aqi(session, active, tenant=tenant)
+    per_db[tenant or ""] = (version, time.monotonic(), network)
+    return network
 
 
 def _tenant_id(session: Session, tenant: str | None) -> int:
