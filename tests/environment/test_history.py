@@ -137,3 +137,29 @@ async def test_station_history_endpoint(client, ctx) -> None:  # type: ignore[no
     assert body["daily"][-1]["date"] == now.astimezone(CST).date().isoformat()
     r = await client.get("/api/v1/environment/air/stations/urn:ngsi-ld:AirQualityObserved:nope/history")
     assert r.status_code == 404 and "nope" in r.json()["detail"]
+
+
+def test_demo_history_gives_thirty_days_and_loads_idempotently(ctx) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from cityplus.core.audit import AuditEntry
+    from cityplus.modules.context.models import ContextHistory
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    past = select(func.count()).select_from(ContextHistory).where(ContextHistory.observed_at < hour)
+    with ctx.db.session() as session:
+        demo.load(session, ctx)
+    with ctx.db.session(readonly=True) as session:
+        rows = session.scalar(past)
+        h = service.station_history(session, context.core_context(ctx), SID)
+    valid = [d for d in h.daily[:-1] if d.result is not None]  # today is partial
+    assert len(valid) >= 25 and all(d.result.period == "daily" for d in valid)  # type: ignore[union-attr]
+    assert all(d.hours["pm25"] >= 20 for d in valid)
+    assert any(d.o3_8h_max is not None for d in valid)
+    assert sum(1 for x in h.hourly if x.result is not None) >= 20 and h.hourly[-1].result is not None
+    with ctx.db.session() as session:
+        demo.load(session, ctx)  # again: history replaced, not doubled
+    with ctx.db.session(readonly=True) as session:
+        assert session.scalar(past) == rows > 16 * 29 * 24 * 6  # the past hours (this hour's values are rewritten)
+        assert session.scalar(select(func.count()).select_from(AuditEntry)
+                              .where(AuditEntry.action == "environment.history_loaded")) == 2

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from cityplus.core import audit
 from cityplus.core.audit import Actor
 from cityplus.core.errors import NotFound, Unprocessable
-from cityplus.modules.context import jsonld
+from cityplus.modules.context import jsonld, temporal
 from cityplus.modules.context import service as context
 from cityplus.modules.context.models import ContextEntity, ContextEntityType
 from cityplus.modules.environment import aqi, history, weather
@@ -507,6 +507,25 @@ def upsert_stations(session: Session, active: jsonld.ActiveContext, actor: Actor
                  {"stations": len(expanded), "created": len(res.created)})
     return len(res.created)
 
+
+
+def load_history(session: Session, active: jsonld.ActiveContext, actor: Actor,
+                 series: Mapping[str, Mapping[str, Mapping[datetime, float]]], *, tenant: str | None = None) -> int:
+    """Add past hourly values to station histories (entity → pollutant → observedAt → value) through the broker's
+    temporal service, as POST /temporal/entities/{id}/attrs does: an instance at the same observedAt replaces the
+    stored one, so loading twice changes nothing. One audit entry; returns the instances added."""
+    tid = context.tenant(session, tenant, create=True).id
+    units = {"co": "GP"}
+    added = 0
+    for entity_id, items in series.items():
+        attrs = {active.expand_term(p): [{"type": "Property", "value": v, "unitCode": units.get(p, "GQ"),
+                                          "observedAt": t.astimezone(UTC).isoformat().replace("+00:00", "Z")}
+                                         for t, v in values.items()]
+                 for p, values in items.items() if p in STATION_POLLUTANTS}
+        added += temporal.add_instances(session, tid, entity_id, [active.expand_term(STATION_TYPE)], attrs)
+    audit.append(session, actor, "environment.history_loaded", "air_quality_network", tenant or "default",
+                 {"stations": len(series), "instances": added})
+    return added
 
 
 # --- weather warning signals (see weather.py) -------------------------------------------------------------
