@@ -163,3 +163,35 @@ def test_demo_history_gives_thirty_days_and_loads_idempotently(ctx) -> None:  # 
         assert session.scalar(past) == rows > 16 * 29 * 24 * 6  # the past hours (this hour's values are rewritten)
         assert session.scalar(select(func.count()).select_from(AuditEntry)
                               .where(AuditEntry.action == "environment.history_loaded")) == 2
+
+
+async def test_daily_report_of_the_network(client, ctx) -> None:  # type: ignore[no-untyped-def]
+    now = datetime.now(UTC)
+    _load(ctx, now)
+    day = (now.astimezone(CST) - timedelta(days=2)).date()
+    hours = [datetime(day.year, day.month, day.day, h, tzinfo=CST) for h in range(24)]
+    jq = "urn:ngsi-ld:AirQualityObserved:chengdu-jinquanlianghe"  # 金牛区, like 梁家巷
+    ljx = "urn:ngsi-ld:AirQualityObserved:chengdu-liangjiaxiang"
+    lys = "urn:ngsi-ld:AirQualityObserved:chengdu-lingyansi"  # the control point: not in the city's mean
+    _history(ctx, SID, {"pm25": {t: 80.0 for t in hours}, "o3": {t: 100.0 for t in hours}})
+    _history(ctx, jq, {"pm25": {t: 40.0 for t in hours}})
+    _history(ctx, ljx, {"pm25": {t: 500.0 for t in hours[:19]}})  # 19 hours: not a valid daily mean
+    _history(ctx, lys, {"pm25": {t: 200.0 for t in hours}})
+    r = await client.get("/api/v1/environment/air/daily", params={"date": day.isoformat()})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    by_id = {s["id"]: s["day"] for s in body["stations"]}
+    assert by_id[SID]["concentrations"] == {"pm25": 80.0, "o3_8h": 100.0} and by_id[SID]["aqi"] is not None
+    assert by_id[ljx]["hours"]["pm25"] == 19 and by_id[ljx]["aqi"] is None
+    assert body["city"]["concentrations"]["pm25"] == pytest.approx(60.0)  # (80 + 40) / 2
+    assert body["city"]["stations_used"] == 2 and body["city"]["concentrations"]["o3_8h"] == pytest.approx(100.0)
+    expected = aqi.compute({"pm25": 60.0, "o3_8h": 100.0}, edition=aqi.edition_for(day), period="daily")
+    assert body["city"]["aqi"]["aqi"] == expected.aqi and body["standard"] == f"HJ 633—{expected.edition}"
+    jinniu = next(d for d in body["districts"] if d["name"] == "金牛区")
+    assert jinniu["concentrations"] == {"pm25": 40.0} and jinniu["stations_total"] == 2
+    assert next(d for d in body["districts"] if d["name"] == "都江堰市")["concentrations"] == {"pm25": 200.0}
+    assert (await client.get("/api/v1/environment/air/daily")).status_code == 200  # yesterday
+    for bad in ((now + timedelta(days=2)).date().isoformat(), "2020-01-01", "2026-02-30", "yesterday"):
+        r = await client.get("/api/v1/environment/air/daily", params={"date": bad})
+        assert r.status_code == 422, (bad, r.text)
+        assert any("date" in e["field"] for e in r.json()["errors"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -14,6 +14,7 @@ from cityplus.modules.environment import aqi, service
 from cityplus.modules.environment.schemas import (
     AqiPublic,
     AreaPublic,
+    NetworkDayPublic,
     NetworkPublic,
     StationHistoryPublic,
     StationPublic,
@@ -22,6 +23,7 @@ from cityplus.modules.environment.schemas import (
     aqi_public,
     area_public,
     history_public,
+    network_day_public,
     station_public,
     warning_public,
 )
@@ -111,6 +113,15 @@ def router() -> APIRouter:
         """Current AQI of one station by its entity id (public)."""
         n = service.cached_network(session, context_service.core_context(ctx))
         return station_public(service.get_station(n, station_id))
+
+    @r.get("/air/daily", response_model=NetworkDayPublic, operation_id="get_daily_air_quality",
+           dependencies=[PUBLIC_ROUTE])
+    def get_daily_air_quality(session: DbSession, ctx: Ctx, day: Annotated[date | None, Query(
+            alias="date", description="the day in China time; default yesterday")] = None) -> NetworkDayPublic:
+        """The daily report of a day: each station's, district's and the city's daily AQI (public)."""
+        now = datetime.now(UTC)
+        day = day or now.astimezone(service.CST).date() - timedelta(days=1)
+        return network_day_public(service.network_day(session, context_service.core_context(ctx), day, now=now))
 
     @r.get("/air/stations/{station_id}/history", response_model=StationHistoryPublic,
            operation_id="get_station_history", dependencies=[PUBLIC_ROUTE])

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from cityplus.api.schemas import Localized, StrictModel
 from cityplus.modules.environment import aqi
 from cityplus.modules.environment.history import DayStat, HourStat
-from cityplus.modules.environment.service import AreaAqi, EditionChoice, StationAqi, StationHistory
+from cityplus.modules.environment.service import AreaAqi, EditionChoice, NetworkDay, StationAqi, StationHistory
 from cityplus.modules.environment.weather import WeatherWarning
 
 
@@ -106,6 +106,30 @@ class StationHistoryPublic(BaseModel):
     station: StationPublic
     hourly: list[HourPublic] = Field(description="the last 24 hours, oldest first")
     daily: list[DayPublic] = Field(description="the last 30 days ending today, oldest first")
+
+
+class StationDayPublic(BaseModel):
+    id: str
+    name: Localized
+    district: str
+    point_type: str
+    day: DayPublic
+
+
+class NetworkDayPublic(BaseModel):
+    date: dt.date
+    standard: str
+    city: AreaPublic = Field(description="urban stations; per item the mean of their valid daily values")
+    districts: list[AreaPublic]
+    stations: list[StationDayPublic] = Field(description="one per site")
+
+
+def network_day_public(n: NetworkDay) -> NetworkDayPublic:
+    return NetworkDayPublic(
+        date=n.day, standard=f"HJ 633—{n.edition}", city=area_public(n.city),
+        districts=[area_public(d) for d in n.districts],
+        stations=[StationDayPublic(id=s.entity_id, name=Localized(zh=s.name, en=s.name_en), district=s.district,
+                                   point_type=s.point_type, day=day_public(d)) for s, d in n.stations])
 
 
 def hour_public(h: HourStat) -> HourPublic:

@@ -386,6 +386,62 @@ def station_history(session: Session, active: jsonld.ActiveContext, entity_id: s
                           daily=[history.day_stat(series, d, tz=CST) for d in day_list])
 
 
+DAILY_ITEMS = ("so2", "no2", "co", "o3_8h", "pm10", "pm25", "o3")  # o3: daily maximum 1-hour, 2012 reports only
+MAX_DAYS_BACK = 366
+
+
+@dataclass(frozen=True)
+class NetworkDay:
+    """The daily report of one day (China time): each station's valid daily statistics and daily AQI, and each
+    district's and the city's from the mean of their stations' valid daily values."""
+
+    day: date
+    edition: Edition
+    stations: list[tuple[StationAqi, history.DayStat]]
+    districts: list[AreaAqi]
+    city: AreaAqi
+
+
+def _area_day(name: str, group: Sequence[tuple[StationAqi, history.DayStat]], edition: Edition) -> AreaAqi:
+    means: dict[str, float] = {}
+    for p in DAILY_ITEMS:
+        values = [v for _s, d in group if (v := d.concentrations().get(p)) is not None]
+        if values and (p != "o3" or edition == "2012"):
+            means[p] = sum(values) / len(values)
+    used = sum(1 for _s, d in group if d.result is not None)
+    result = aqi.compute(means, edition=edition, period="daily") if means else None
+    return AreaAqi(name=name, stations_total=len(group), stations_used=used, concentrations=means, result=result)
+
+
+def network_day(session: Session, active: jsonld.ActiveContext, day: date, *, tenant: str | None = None,
+                now: datetime | None = None) -> NetworkDay:
+    """Daily statistics of every station for `day` from the broker's history (one grouped query), under GB 3095's
+    validity rules, and the daily AQI of each station, district and the city (urban stations; per item the
+    mean of the stations' valid daily values, as HJ 663 assesses a city; HJ 633 daily report, edition by date).
+    Unprocessable for a day in the future or more than a year back."""
+    now = now or datetime.now(UTC)
+    today = now.astimezone(CST).date()
+    if day > today or (today - day).days > MAX_DAYS_BACK:
+        raise Unprocessable(f"no daily report for {day.isoformat()}",
+                            errors=[{"field": "date", "message": f"choose a day from {MAX_DAYS_BACK} days ago "
+                                                                 "up to today (China time)"}])
+    edition = aqi.edition_for(day)
+    terms = _terms(active)
+    stations = distinct_sites([station_aqi(eid, attrs, terms, now=now)
+                               for eid, attrs in read_stations(session, active, tenant=tenant)])
+    first = datetime(day.year, day.month, day.day, tzinfo=CST).astimezone(UTC)
+    iris = {p: active.expand_term(p) for p in history.POLLUTANTS}
+    series = history.hourly_means(session, _tenant_id(session, tenant), [s.entity_id for s in stations], iris,
+                                  first, first + history.DAY)
+    rows = [(s, history.day_stat(series.get(s.entity_id, {}), day, tz=CST)) for s in stations]
+    by_district: dict[str, list[tuple[StationAqi, history.DayStat]]] = {}
+    for row in rows:
+        by_district.setdefault(row[0].district or "—", []).append(row)
+    districts = [_area_day(d, group, edition) for d, group in sorted(by_district.items())]
+    city = _area_day(CITY_NAME["zh"], [r for r in rows if r[0].point_type != BACKGROUND], edition)
+    return NetworkDay(day=day, edition=edition, stations=rows, districts=districts, city=city)
+
+
 INDEX_ATTRS = ("airQualityIndex", "airQualityLevel", "primaryPollutant", "standard", "period")
 
 
