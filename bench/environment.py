@@ -8,7 +8,11 @@ and the district and city aggregates, write `airQualityIndex`, `airQualityLevel`
 every station (`batch_write`, one set-based batch), append the audit entry and commit. Before each repetition the
 stations get a new hour of values (untimed), so every repetition writes real changes; on PostgreSQL a
 `VACUUM ANALYZE` follows (untimed), standing in for the autovacuum these machines run without. Also timed, in the
-same repetition: the read and compute part alone (`network_aqi`) and the pure computation on data already in memory.
+same repetition: the read and compute part alone (`network_aqi`, which includes the O3 8-hour means from the
+broker's history: one grouped query), the pure computation on data already in memory, the public read routes'
+cache (`cached_network`: a miss after the write-back, then hits, each with its version query), and one station's
+history page data (`station_history`: 24 hours and 30 days from 31 days of hourly values in the broker's history,
+validity rules, hourly and daily AQI).
 
 Prints a table and appends a dated section to docs/performance.md (`--no-doc` to skip).
 """
@@ -51,6 +55,25 @@ def stations(n: int, at: datetime, seed: int) -> list[dict[str, Any]]:
     return out
 
 
+HITS = 20
+HISTORY_STATION = "urn:ngsi-ld:AirQualityObserved:chengdu-bench-00000"
+
+
+def seed_history(ctx: Any, active: Any, before: datetime) -> None:
+    """31 days of hourly values (six items) before `before` in the history of the first station (untimed)."""
+    from cityplus.modules.context import service as context
+    from cityplus.modules.context import temporal
+
+    rng = random.Random(1)
+    hours = [before - timedelta(hours=k) for k in range(1, 31 * 24 + 1)]
+    attrs = {active.expand_term(p): [{"type": "Property", "value": round(rng.uniform(lo, hi), 1),
+                                      "observedAt": h.isoformat().replace("+00:00", "Z")} for h in hours]
+             for p, lo, hi in (("pm25", 10, 160), ("pm10", 20, 250), ("no2", 5, 120), ("so2", 2, 30),
+                               ("o3", 10, 220), ("co", 0.3, 2.5))}
+    with ctx.db.session() as session:
+        temporal.add_instances(session, context.tenant(session, None, create=False).id, HISTORY_STATION, None, attrs)
+
+
 def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> list[str]:
     from cityplus.api.app import build_context
     from cityplus.core.audit import Actor
@@ -67,9 +90,11 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> list[str]
         base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=args.reps + 1)
         with ctx.db.session() as session:
             service.upsert_stations(session, active, actor, stations(args.stations, base, 0))
+        seed_history(ctx, active, base)
         if kind == "postgres":
             be.analyze(url)
         totals, reads, computes, checked = [], [], [], []
+        misses, hits, histories, o3s = [], [], [], []
         for rep in range(args.reps):
             at = base + timedelta(hours=rep + 1)
             with ctx.db.session() as session:  # a new hour of values (untimed)
@@ -85,11 +110,29 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> list[str]
             with ctx.db.session(readonly=True) as session:
                 again = service.network_aqi(session, active, now=now)
             reads.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            with ctx.db.session(readonly=True) as session:
+                service.with_o3_8h(session, active, again.stations, now=now)
+            o3s.append(time.perf_counter() - t0)
             inputs = [s.concentrations for s in again.stations]
             t0 = time.perf_counter()
             for c in inputs:
                 aqi.compute(c, edition="2026", period="hourly")
             computes.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            with ctx.db.session(readonly=True) as session:
+                service.cached_network(session, active)
+            misses.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for _ in range(HITS):
+                with ctx.db.session(readonly=True) as session:
+                    service.cached_network(session, active)
+            hits.append((time.perf_counter() - t0) / HITS)
+            t0 = time.perf_counter()
+            with ctx.db.session(readonly=True) as session:
+                hist = service.station_history(session, active, HISTORY_STATION, now=now)
+            histories.append(time.perf_counter() - t0)
+            assert sum(1 for d in hist.daily if d.result is not None) >= 29, "history days missing"
             # what was written is what is read back
             written = sum(1 for s in network.stations if s.result is not None)
             checked.append(written)
@@ -112,10 +155,19 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path) -> list[str]
         f"{max(totals):.3f} s | ≤ {TARGET_S:g} s | {_met(med <= TARGET_S)} |",
         f"| read + compute only (`network_aqi`) | {statistics.median(reads):.3f} s | {min(reads):.3f} s | "
         f"{max(reads):.3f} s | | |",
+        f"| of which O3 8-hour means (`with_o3_8h`: one grouped history query + AQI again) | "
+        f"{statistics.median(o3s) * 1000:.1f} ms | {min(o3s) * 1000:.1f} ms | {max(o3s) * 1000:.1f} ms | | |",
         f"| pure computation (`aqi.compute` × {args.stations:,}) | {statistics.median(computes):.3f} s | "
         f"{min(computes):.3f} s | {max(computes):.3f} s | | |",
         f"| write back + audit + commit (recompute − read+compute, medians) | "
         f"{med - statistics.median(reads):.3f} s | | | | |",
+        f"| public read, cache miss (`cached_network`: version query + `network_aqi`) | "
+        f"{statistics.median(misses):.3f} s | {min(misses):.3f} s | {max(misses):.3f} s | | |",
+        f"| public read, cache hit (version query only; mean of {HITS}) | {statistics.median(hits) * 1000:.1f} ms | "
+        f"{min(hits) * 1000:.1f} ms | {max(hits) * 1000:.1f} ms | | |",
+        f"| one station's history (`station_history`, 24 h + 30 days from 31 days of hourly values) | "
+        f"{statistics.median(histories) * 1000:.1f} ms | {min(histories) * 1000:.1f} ms | "
+        f"{max(histories) * 1000:.1f} ms | | |",
         "",
     ]
 
@@ -143,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     cmd = "python -m bench environment " + " ".join(argv if argv is not None else sys.argv[1:])
     head = [
-        f"## {dt.date.today().isoformat()} — environment: AQI recomputation (`bench/environment.py`)"
+        f"## {dt.date.today().isoformat()} — environment: AQI recomputation, cached reads, station history "
+        "(`bench/environment.py`)"
         + (" — quick smoke run, not a measurement" if args.quick else ""),
         "",
         f"Command: `{cmd.strip()}` ({(time.time() - started) / 60:.1f} min). Machine: {os.cpu_count()} cores / "

@@ -39,3 +39,18 @@ def test_calculator_form_and_air_quality_page(page: Any) -> None:  # noqa: F811 
     page.goto("/environment/air")
     expect(page.get_by_role("heading", level=1)).to_have_text("成都实时空气质量")
     expect(page.get_by_role("region", name="监测站点")).to_contain_text("金泉两河")
+
+
+def test_station_page_draws_its_charts(page: Any) -> None:  # noqa: F811 - the fixture
+    from playwright.sync_api import expect
+
+    from cityplus.web import find_chart
+
+    page.goto("/environment/air")
+    page.get_by_role("region", name="监测站点").get_by_role("link", name="金泉两河").first.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("金泉两河")
+    expect(page.get_by_role("region", name="最近24小时")).to_be_visible()
+    if find_chart() is not None:  # Chart.js installed (npm ci): both charts drawn from the JSON endpoint
+        expect(page.locator("[data-charts-drawn=true]")).to_have_count(1)
+        expect(page.locator("#chart-hourly")).to_be_visible()
+        expect(page.locator("#chart-daily")).to_be_visible()

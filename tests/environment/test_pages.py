@@ -49,3 +49,29 @@ async def test_air_quality_page_lists_city_districts_and_stations(browser, ctx) 
     n = len(demo.STATIONS) - 1  # the city counts its urban stations, not the control point
     assert f"{n} 个站点中 {n} 个有当前数据" in r.text
     assert problems_of(r.text) == []
+
+
+async def test_station_page_tables_without_javascript_and_chart_script(browser, ctx) -> None:  # type: ignore[no-untyped-def]
+    from cityplus.web import CHART_URL, find_chart
+
+    now = datetime.now(UTC)
+    with ctx.db.session() as session:
+        service.upsert_stations(session, context.core_context(ctx), Actor.system("test"), demo.entities(now))
+    r = await browser.get("/environment/air")
+    assert 'href="/environment/air/stations/urn%3Angsi-ld%3AAirQualityObserved%3Achengdu-shilidian"' in r.text
+    r = await browser.get("/environment/air/stations/urn:ngsi-ld:AirQualityObserved:chengdu-shilidian")
+    assert r.status_code == 200, r.text
+    assert "<h1>十里店</h1>" in r.text and "最近24小时" in r.text and "最近30天" in r.text
+    assert r.text.count("<tr>") >= 24 + 30 + 2  # the figures are in the tables, no script needed
+    assert 'data-station-history="/api/v1/environment/air/stations/urn%3Angsi-ld%3AAirQualityObserved%3A' \
+           'chengdu-shilidian/history"' in r.text
+    assert problems_of(r.text) == []
+    if find_chart() is not None:  # after `npm ci`: the pinned Chart.js is served and loaded before our script
+        assert f'<script src="{CHART_URL}?v=' in r.text and "environment-charts.js" in r.text
+        js = await browser.get(CHART_URL)
+        assert js.status_code == 200 and "javascript" in js.headers["content-type"] and "Chart" in js.text
+    browser.cookies.set("cityplus_locale", "en")
+    r = await browser.get("/environment/air/stations/urn:ngsi-ld:AirQualityObserved:chengdu-shilidian")
+    assert "<h1>Shilidian</h1>" in r.text and "Last 30 days" in r.text
+    r = await browser.get("/environment/air/stations/urn:ngsi-ld:AirQualityObserved:nope")
+    assert r.status_code == 404

@@ -28,6 +28,18 @@ def _cli():  # type: ignore[no-untyped-def]
     return make_cli()
 
 
+async def _start(ctx):  # type: ignore[no-untyped-def]
+    from cityplus.modules.environment.runtime import start
+
+    await start(ctx)
+
+
+async def _stop(ctx):  # type: ignore[no-untyped-def]
+    from cityplus.modules.environment.runtime import stop
+
+    await stop(ctx)
+
+
 def _demo(session, ctx):  # type: ignore[no-untyped-def]
     from cityplus.modules.environment.demo import load
 
@@ -51,7 +63,9 @@ MODULE = Module(
     events="cityplus.modules.environment.events",
     cli=_cli,
     demo_loader=_demo,
-    depends_on=("context",),
+    start=_start,
+    stop=_stop,
+    depends_on=("context", "iot"),  # iot: the database lease of the scheduled recomputation
     nav=(NavLink("/environment/aqi", {"zh": "空气质量指数计算器", "en": "AQI calculator"}, area=11),
          NavLink("/environment/air", {"zh": "实时空气质量", "en": "Air quality now"}, area=11)),
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -14,12 +14,16 @@ from cityplus.modules.environment import aqi, service
 from cityplus.modules.environment.schemas import (
     AqiPublic,
     AreaPublic,
+    NetworkDayPublic,
     NetworkPublic,
+    StationHistoryPublic,
     StationPublic,
     WarningIn,
     WarningPublic,
     aqi_public,
     area_public,
+    history_public,
+    network_day_public,
     station_public,
     warning_public,
 )
@@ -72,7 +76,7 @@ def router() -> APIRouter:
            dependencies=[PUBLIC_ROUTE])
     def get_air_quality_network(session: DbSession, ctx: Ctx) -> NetworkPublic:
         """Current real-time AQI of the city, each district and each station (public)."""
-        n = service.network_aqi(session, context_service.core_context(ctx))
+        n = service.cached_network(session, context_service.core_context(ctx))
         return NetworkPublic(computed_at=n.computed_at, standard=f"HJ 633—{n.edition}", city=area_public(n.city),
                              districts=[area_public(d) for d in n.districts],
                              stations=[station_public(s) for s in n.stations])
@@ -80,35 +84,51 @@ def router() -> APIRouter:
     @r.get("/air/city", response_model=AreaPublic, operation_id="get_city_aqi", dependencies=[PUBLIC_ROUTE])
     def get_city_aqi(session: DbSession, ctx: Ctx) -> AreaPublic:
         """Current AQI of the city: mean of its current urban stations (HJ 663), then HJ 633 (public)."""
-        return area_public(service.network_aqi(session, context_service.core_context(ctx)).city)
+        return area_public(service.cached_network(session, context_service.core_context(ctx)).city)
 
     @r.get("/air/districts", response_model=list[AreaPublic], operation_id="list_district_aqi",
            dependencies=[PUBLIC_ROUTE])
     def list_district_aqi(session: DbSession, ctx: Ctx) -> list[AreaPublic]:
         """Current AQI of each district with stations (public)."""
-        return [area_public(d) for d in service.network_aqi(session, context_service.core_context(ctx)).districts]
+        return [area_public(d) for d in service.cached_network(session, context_service.core_context(ctx)).districts]
 
     @r.get("/air/districts/{district}", response_model=AreaPublic, operation_id="get_district_aqi",
            dependencies=[PUBLIC_ROUTE])
     def get_district_aqi(district: Annotated[str, Path(max_length=64)], session: DbSession, ctx: Ctx
                          ) -> AreaPublic:
         """Current AQI of one district, by its Chinese name, e.g. 武侯区 (public)."""
-        n = service.network_aqi(session, context_service.core_context(ctx))
+        n = service.cached_network(session, context_service.core_context(ctx))
         return area_public(service.get_district(n, district))
 
     @r.get("/air/stations", response_model=list[StationPublic], operation_id="list_station_aqi",
            dependencies=[PUBLIC_ROUTE])
     def list_station_aqi(session: DbSession, ctx: Ctx) -> list[StationPublic]:
         """Current AQI of each station (public)."""
-        return [station_public(s) for s in service.network_aqi(session, context_service.core_context(ctx)).stations]
+        return [station_public(s) for s in service.cached_network(session, context_service.core_context(ctx)).stations]
 
     @r.get("/air/stations/{station_id}", response_model=StationPublic, operation_id="get_station_aqi",
            dependencies=[PUBLIC_ROUTE])
     def get_station_aqi(station_id: Annotated[str, Path(max_length=256)], session: DbSession, ctx: Ctx
                         ) -> StationPublic:
         """Current AQI of one station by its entity id (public)."""
-        n = service.network_aqi(session, context_service.core_context(ctx))
+        n = service.cached_network(session, context_service.core_context(ctx))
         return station_public(service.get_station(n, station_id))
+
+    @r.get("/air/daily", response_model=NetworkDayPublic, operation_id="get_daily_air_quality",
+           dependencies=[PUBLIC_ROUTE])
+    def get_daily_air_quality(session: DbSession, ctx: Ctx, day: Annotated[date | None, Query(
+            alias="date", description="the day in China time; default yesterday")] = None) -> NetworkDayPublic:
+        """The daily report of a day: each station's, district's and the city's daily AQI (public)."""
+        now = datetime.now(UTC)
+        day = day or now.astimezone(service.CST).date() - timedelta(days=1)
+        return network_day_public(service.network_day(session, context_service.core_context(ctx), day, now=now))
+
+    @r.get("/air/stations/{station_id}/history", response_model=StationHistoryPublic,
+           operation_id="get_station_history", dependencies=[PUBLIC_ROUTE])
+    def get_station_history(station_id: Annotated[str, Path(max_length=256)], session: DbSession, ctx: Ctx
+                            ) -> StationHistoryPublic:
+        """A station's last 24 hours and 30 days: values, O3 8-hour means, hourly and daily AQI (public)."""
+        return history_public(service.station_history(session, context_service.core_context(ctx), station_id))
 
     @r.post("/air/recompute", response_model=AreaPublic, operation_id="recompute_aqi")
     def recompute_aqi(principal: Scoped("environment.manage"), session: DbSession, ctx: Ctx) -> AreaPublic:

@@ -8,7 +8,7 @@ sites in each outer district. Locations are approximate and every value is simul
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -58,5 +58,35 @@ def entities(now: datetime | None = None, seed: int = 2026) -> list[dict[str, An
             for code, zh, en, district, lat, lon, kind in STATIONS]
 
 
+HISTORY_DAYS = 30
+
+
+def history(now: datetime | None = None, days: int = HISTORY_DAYS, seed: int = 2026
+            ) -> dict[str, dict[str, dict[datetime, float]]]:
+    """Simulated hourly values of every demo station for the `days` × 24 hours before the current hour: the same
+    ranges as values(), particles and NO2 higher at night and in the morning rush, ozone in the afternoon, a
+    few hours missing (so some days fall short of GB 3095's 20 hours)."""
+    at = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+    rng = random.Random(seed + 1)
+    out: dict[str, dict[str, dict[datetime, float]]] = {}
+    for code, _zh, _en, _district, _lat, _lon, kind in STATIONS:
+        series: dict[str, dict[datetime, float]] = {}
+        for k in range(1, days * 24 + 1):
+            t = at - timedelta(hours=k)
+            if rng.random() < 0.03:  # an hour the analyser did not deliver
+                continue
+            local = (t.hour + 8) % 24
+            night = 1.25 if local < 8 or local >= 20 else 0.9
+            sun = max(0.0, 1.0 - abs(local - 15) / 6)  # ozone peaks mid-afternoon
+            v = values(rng, (0.6 if kind == "background" else 1.0) * night)
+            v["o3"] = round(20 + 150 * sun * rng.uniform(0.6, 1.2))
+            for p, value in v.items():
+                series.setdefault(p, {})[t] = value
+        out[f"urn:ngsi-ld:AirQualityObserved:chengdu-{code}"] = series
+    return out
+
+
 def load(session: Session, ctx: AppContext) -> None:
-    service.upsert_stations(session, context.core_context(ctx), Actor.system("demo"), entities())
+    active = context.core_context(ctx)
+    service.upsert_stations(session, active, Actor.system("demo"), entities())
+    service.load_history(session, active, Actor.system("demo"), history())

@@ -6,8 +6,9 @@ import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
 
 from cityplus.api.deps import Ctx, DbSession, Principal
@@ -94,10 +95,20 @@ def router() -> APIRouter:
                 notice: str | None = None) -> HTMLResponse:
         """Weather warning signals in force, and the real-time AQI of the city, its districts and its stations."""
         active = context_service.core_context(ctx)
-        network = service.network_aqi(session, active)
+        network = service.cached_network(session, active)
         return render(request, "environment/air.html", {
             "network": network, "labels": FIELD_LABELS, "warnings": service.list_warnings(session, active),
             "notice": NOTICES.get(notice or ""), "can_warn": _can_warn(principal)})
+
+    @r.get("/air/stations/{station_id}", response_class=HTMLResponse)
+    def station_page(request: Request, station_id: Annotated[str, Path(max_length=256)], _: PublicPage,
+                     session: DbSession, ctx: Ctx) -> HTMLResponse:
+        """One station: its current AQI, and its last 24 hours and 30 days as tables (charts drawn from the JSON
+        of /api/v1/environment/air/stations/{id}/history when JavaScript runs)."""
+        hist = service.station_history(session, context_service.core_context(ctx), station_id)
+        return render(request, "environment/station.html", {
+            "hist": hist, "history_url": f"/api/v1/environment/air/stations/{quote(station_id, safe='')}/history",
+            "columns": ("pm25", "pm10", "o3", "o3_8h", "no2", "so2", "co")})
 
     @r.get("/warnings/new", response_class=HTMLResponse)
     def new_warning(request: Request, principal: PageScoped("environment.warn")) -> HTMLResponse:

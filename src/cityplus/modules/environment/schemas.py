@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from cityplus.api.schemas import Localized, StrictModel
 from cityplus.modules.environment import aqi
-from cityplus.modules.environment.service import AreaAqi, EditionChoice, StationAqi
+from cityplus.modules.environment.history import DayStat, HourStat
+from cityplus.modules.environment.service import AreaAqi, EditionChoice, NetworkDay, StationAqi, StationHistory
 from cityplus.modules.environment.weather import WeatherWarning
 
 
@@ -77,6 +78,80 @@ class NetworkPublic(BaseModel):
     city: AreaPublic
     districts: list[AreaPublic]
     stations: list[StationPublic]
+
+
+class HourPublic(BaseModel):
+    hour: dt.datetime = Field(description="start of the hour (the hour's values were observed within it)")
+    concentrations: dict[str, float] = Field(description="hourly values; o3_8h the 8-hour moving mean ending "
+                                                         "with this hour (at least 6 hourly values)")
+    aqi: int | None
+    category_key: str | None
+    primary_pollutants: list[str]
+    standard: str | None
+
+
+class DayPublic(BaseModel):
+    date: dt.date = Field(description="the day in China time")
+    hours: dict[str, int] = Field(description="hourly values the day has, per pollutant")
+    concentrations: dict[str, float] = Field(description="valid daily statistics only: 24-hour means (at least "
+                                                         "20 hours), o3_8h the daily maximum 8-hour mean")
+    o3_8h_count: int = Field(description="valid 8-hour O3 means ending 8:00 … 24:00 (14 needed)")
+    aqi: int | None
+    category_key: str | None
+    primary_pollutants: list[str]
+    standard: str | None
+
+
+class StationHistoryPublic(BaseModel):
+    station: StationPublic
+    hourly: list[HourPublic] = Field(description="the last 24 hours, oldest first")
+    daily: list[DayPublic] = Field(description="the last 30 days ending today, oldest first")
+
+
+class StationDayPublic(BaseModel):
+    id: str
+    name: Localized
+    district: str
+    point_type: str
+    day: DayPublic
+
+
+class NetworkDayPublic(BaseModel):
+    date: dt.date
+    standard: str
+    city: AreaPublic = Field(description="urban stations; per item the mean of their valid daily values")
+    districts: list[AreaPublic]
+    stations: list[StationDayPublic] = Field(description="one per site")
+
+
+def network_day_public(n: NetworkDay) -> NetworkDayPublic:
+    return NetworkDayPublic(
+        date=n.day, standard=f"HJ 633—{n.edition}", city=area_public(n.city),
+        districts=[area_public(d) for d in n.districts],
+        stations=[StationDayPublic(id=s.entity_id, name=Localized(zh=s.name, en=s.name_en), district=s.district,
+                                   point_type=s.point_type, day=day_public(d)) for s, d in n.stations])
+
+
+def hour_public(h: HourStat) -> HourPublic:
+    r = h.result
+    values = dict(h.values) | ({"o3_8h": h.o3_8h} if h.o3_8h is not None else {})
+    return HourPublic(hour=h.hour, concentrations=values, aqi=r.aqi if r else None,
+                      category_key=r.category.category_key if r and r.category else None,
+                      primary_pollutants=list(r.primary_pollutants) if r else [],
+                      standard=f"HJ 633—{r.edition}" if r else None)
+
+
+def day_public(d: DayStat) -> DayPublic:
+    r = d.result
+    return DayPublic(date=d.day, hours=d.hours, concentrations=d.concentrations(), o3_8h_count=d.o3_8h_count,
+                     aqi=r.aqi if r else None, category_key=r.category.category_key if r and r.category else None,
+                     primary_pollutants=list(r.primary_pollutants) if r else [],
+                     standard=f"HJ 633—{r.edition}" if r else None)
+
+
+def history_public(h: StationHistory) -> StationHistoryPublic:
+    return StationHistoryPublic(station=station_public(h.station), hourly=[hour_public(x) for x in h.hourly],
+                                daily=[day_public(x) for x in h.daily])
 
 
 def level_public(c: aqi.Category) -> LevelPublic:

@@ -9,19 +9,24 @@ each station's index back onto its entity.
 from __future__ import annotations
 
 import re
+import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from cityplus.core import audit
 from cityplus.core.audit import Actor
 from cityplus.core.errors import NotFound, Unprocessable
-from cityplus.modules.context import jsonld
+from cityplus.modules.context import jsonld, temporal
 from cityplus.modules.context import service as context
-from cityplus.modules.environment import aqi, weather
+from cityplus.modules.context.models import ContextEntity, ContextEntityType
+from cityplus.modules.environment import aqi, history, weather
 from cityplus.modules.environment.aqi import AqiInputError, AqiResult, Edition
 
 CST = timezone(timedelta(hours=8))  # China Standard Time: the day an edition applies to
@@ -104,6 +109,7 @@ class StationAqi:
     current: bool  # observed within STALE_AFTER of now
     concentrations: dict[str, float]
     result: AqiResult | None  # None when the station has no usable value
+    written: tuple[Any, ...] | None = None  # the index last written onto the entity (see index_key)
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,7 @@ class NetworkAqi:
 
 def _terms(active: jsonld.ActiveContext) -> dict[str, str]:
     names = (*STATION_POLLUTANTS, "name", "alternateName", "areaServed", "location", "dateObserved",
-             "monitoringPointType", "airQualityIndex", "airQualityLevel", "primaryPollutant")
+             "monitoringPointType", "airQualityIndex", "airQualityLevel", "primaryPollutant", "standard")
     return {n: active.expand_term(n) for n in names}
 
 
@@ -198,20 +204,27 @@ def station_aqi(entity_id: str, attrs: Mapping[str, Any], terms: Mapping[str, st
         lon, lat = loc["coordinates"][:2]
         point = (float(lon), float(lat))
     name = _value(attrs, terms["name"])
+    written = None
+    index = _default_instance(attrs[terms["airQualityIndex"]]) if terms["airQualityIndex"] in attrs else None
+    if index is not None:
+        standard = index.get(terms["standard"])
+        written = (index.get("value"), index.get("observedAt"),
+                   standard.get("value") if isinstance(standard, dict) else None,
+                   _value(attrs, terms["primaryPollutant"]))
     return StationAqi(
         entity_id=entity_id, name=str(name) if name else entity_id,
         name_en=str(_value(attrs, terms["alternateName"]) or name or entity_id),
         district=str(_value(attrs, terms["areaServed"]) or ""),
         point_type=str(_value(attrs, terms["monitoringPointType"]) or "urban"), location=point, observed_at=at,
         current=at is not None and now - STALE_AFTER <= at <= now + timedelta(minutes=10),
-        concentrations=concentrations, result=result)
+        concentrations=concentrations, result=result, written=written)
 
 
 def aggregate(name: str, stations: Sequence[StationAqi], *, edition: Edition) -> AreaAqi:
     """AQI of an area: per pollutant, the arithmetic mean over its current stations (HJ 663—2013), then HJ 633."""
     used = [s for s in stations if s.current and s.concentrations]
     means: dict[str, float] = {}
-    for p in STATION_POLLUTANTS:
+    for p in (*STATION_POLLUTANTS, "o3_8h"):
         values = [s.concentrations[p] for s in used if p in s.concentrations]
         if values:
             means[p] = sum(values) / len(values)
@@ -227,7 +240,73 @@ def network_aqi(session: Session, active: jsonld.ActiveContext, *, tenant: str |
     edition = aqi.edition_for(now.astimezone(CST).date())
     terms = _terms(active)
     stations = [station_aqi(eid, attrs, terms, now=now) for eid, attrs in read_stations(session, active, tenant=tenant)]
+    stations = with_o3_8h(session, active, stations, tenant=tenant, now=now)
     return _network(stations, now, edition)
+
+
+# --- cache of the public read routes ----------------------------------------------------------------------
+
+CACHE_SECONDS = 60.0  # at most this old: bounds what no version sees (time passing, history-only writes, races)
+_CACHE: weakref.WeakKeyDictionary[Engine, dict[str, tuple[tuple[Any, ...], float, NetworkAqi]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def network_version(session: Session, active: jsonld.ActiveContext, *, tenant: str | None = None
+                    ) -> tuple[Any, ...]:
+    """What changes whenever a station entity is created, written or deleted, in any process: the tenant's number
+    of station entities and their latest modification time (one query on the broker's type index)."""
+    tid = _tenant_id(session, tenant)
+    row = session.execute(
+        select(func.count(ContextEntity.pk), func.max(ContextEntity.modified_at))
+        .join(ContextEntityType, ContextEntityType.entity_pk == ContextEntity.pk)
+        .where(ContextEntityType.tenant_id == tid, ContextEntityType.type == active.expand_term(STATION_TYPE))).one()
+    return (tid, int(row[0] or 0), row[1].isoformat() if row[1] is not None else None)
+
+
+def cached_network(session: Session, active: jsonld.ActiveContext, *, tenant: str | None = None) -> NetworkAqi:
+    """network_aqi() for the public read routes, kept per process and database until a station entity changes
+    (network_version differs: any process's write, the write-back included) or it is CACHE_SECONDS old."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    version = network_version(session, active, tenant=tenant)
+    per_db = _CACHE.setdefault(engine, {})
+    hit = per_db.get(tenant or "")
+    if hit is not None and hit[0] == version and time.monotonic() - hit[1] < CACHE_SECONDS:
+        return hit[2]
+    network = network_aqi(session, active, tenant=tenant)
+    per_db[tenant or ""] = (version, time.monotonic(), network)
+    return network
+
+
+def _tenant_id(session: Session, tenant: str | None) -> int:
+    return context.tenant(session, tenant, create=False).id
+
+
+def with_o3_8h(session: Session, active: jsonld.ActiveContext, stations: list[StationAqi], *,
+               tenant: str | None = None, now: datetime) -> list[StationAqi]:
+    """Each station's O3 8-hour moving mean (the 8 hours ending with the hour of its newest value, at least 6
+    hourly values: GB 3095 Table 4) from the broker's history, added to its items and its real-time AQI as HJ 633's
+    hourly report asks. One grouped query for the whole network."""
+    wanted = [s for s in stations if s.observed_at is not None and s.result is not None]
+    if not wanted:
+        return stations
+    last = max(history.floor_hour(s.observed_at) for s in wanted if s.observed_at)
+    first = min(history.floor_hour(s.observed_at) for s in wanted if s.observed_at) - 7 * history.HOUR
+    if last - first > timedelta(days=2):  # a long-stale station needs no 8-hour mean: it is not current anyway
+        first = last - timedelta(days=2)
+    means = history.hourly_means(session, _tenant_id(session, tenant), [s.entity_id for s in wanted],
+                                 {"o3": active.expand_term("o3")}, first, last + history.HOUR)
+    out = []
+    for s in stations:
+        o3 = means.get(s.entity_id, {}).get("o3")
+        m8 = history.o3_8h(o3, history.floor_hour(s.observed_at)) if o3 and s.observed_at else None
+        if m8 is None or s.result is None:
+            out.append(s)
+            continue
+        items = {**s.concentrations, "o3_8h": m8}
+        out.append(replace(s, concentrations=items,
+                           result=aqi.compute(items, edition=s.result.edition, period="hourly")))
+    return out
 
 
 def distinct_sites(stations: Sequence[StationAqi]) -> list[StationAqi]:
@@ -270,6 +349,99 @@ def get_district(network: NetworkAqi, name: str) -> AreaAqi:
     raise NotFound(f"no air-quality stations in district {name!r}")
 
 
+@dataclass(frozen=True)
+class StationHistory:
+    """A station's last hours (hourly values, O3 8-hour mean, hourly AQI) and last days (daily statistics under
+    GB 3095's validity rules, daily AQI), both oldest first."""
+
+    station: StationAqi
+    hourly: list[history.HourStat]
+    daily: list[history.DayStat]
+
+
+def station_history(session: Session, active: jsonld.ActiveContext, entity_id: str, *, tenant: str | None = None,
+                    now: datetime | None = None, hours: int = 24, days: int = 30) -> StationHistory:
+    """One station's hourly (last `hours`, ending with the current hour) and daily (last `days`, ending today in
+    China time) statistics from the broker's temporal history. NotFound for an unknown station."""
+    now = now or datetime.now(UTC)
+    try:
+        ent = context.get_entity(session, tenant, entity_id)
+    except context.ResourceNotFound:
+        raise NotFound(f"no air-quality station {entity_id}") from None
+    if active.expand_term(STATION_TYPE) not in (ent.types or []):
+        raise NotFound(f"no air-quality station {entity_id}")
+    station = station_aqi(entity_id, ent.attrs, _terms(active), now=now)
+    station = with_o3_8h(session, active, [station], tenant=tenant, now=now)[0]
+    last_hour = history.floor_hour(now)
+    hour_list = history.hours_range(last_hour, hours)
+    today = now.astimezone(CST).date()
+    day_list = history.days_range(today, days)
+    first_day = datetime(day_list[0].year, day_list[0].month, day_list[0].day, tzinfo=CST).astimezone(UTC)
+    start = min(first_day, hour_list[0] - 7 * history.HOUR)
+    iris = {p: active.expand_term(p) for p in history.POLLUTANTS}
+    series = history.hourly_means(session, _tenant_id(session, tenant), [entity_id], iris, start,
+                                  last_hour + history.HOUR).get(entity_id, {})
+    return StationHistory(station=station,
+                          hourly=[history.hour_stat(series, h, tz=CST) for h in hour_list],
+                          daily=[history.day_stat(series, d, tz=CST) for d in day_list])
+
+
+DAILY_ITEMS = ("so2", "no2", "co", "o3_8h", "pm10", "pm25", "o3")  # o3: daily maximum 1-hour, 2012 reports only
+MAX_DAYS_BACK = 366
+
+
+@dataclass(frozen=True)
+class NetworkDay:
+    """The daily report of one day (China time): each station's valid daily statistics and daily AQI, and each
+    district's and the city's from the mean of their stations' valid daily values."""
+
+    day: date
+    edition: Edition
+    stations: list[tuple[StationAqi, history.DayStat]]
+    districts: list[AreaAqi]
+    city: AreaAqi
+
+
+def _area_day(name: str, group: Sequence[tuple[StationAqi, history.DayStat]], edition: Edition) -> AreaAqi:
+    means: dict[str, float] = {}
+    for p in DAILY_ITEMS:
+        values = [v for _s, d in group if (v := d.concentrations().get(p)) is not None]
+        if values and (p != "o3" or edition == "2012"):
+            means[p] = sum(values) / len(values)
+    used = sum(1 for _s, d in group if d.result is not None)
+    result = aqi.compute(means, edition=edition, period="daily") if means else None
+    return AreaAqi(name=name, stations_total=len(group), stations_used=used, concentrations=means, result=result)
+
+
+def network_day(session: Session, active: jsonld.ActiveContext, day: date, *, tenant: str | None = None,
+                now: datetime | None = None) -> NetworkDay:
+    """Daily statistics of every station for `day` from the broker's history (one grouped query), under GB 3095's
+    validity rules, and the daily AQI of each station, district and the city (urban stations; per item the
+    mean of the stations' valid daily values, as HJ 663 assesses a city; HJ 633 daily report, edition by date).
+    Unprocessable for a day in the future or more than a year back."""
+    now = now or datetime.now(UTC)
+    today = now.astimezone(CST).date()
+    if day > today or (today - day).days > MAX_DAYS_BACK:
+        raise Unprocessable(f"no daily report for {day.isoformat()}",
+                            errors=[{"field": "date", "message": f"choose a day from {MAX_DAYS_BACK} days ago "
+                                                                 "up to today (China time)"}])
+    edition = aqi.edition_for(day)
+    terms = _terms(active)
+    stations = distinct_sites([station_aqi(eid, attrs, terms, now=now)
+                               for eid, attrs in read_stations(session, active, tenant=tenant)])
+    first = datetime(day.year, day.month, day.day, tzinfo=CST).astimezone(UTC)
+    iris = {p: active.expand_term(p) for p in history.POLLUTANTS}
+    series = history.hourly_means(session, _tenant_id(session, tenant), [s.entity_id for s in stations], iris,
+                                  first, first + history.DAY)
+    rows = [(s, history.day_stat(series.get(s.entity_id, {}), day, tz=CST)) for s in stations]
+    by_district: dict[str, list[tuple[StationAqi, history.DayStat]]] = {}
+    for row in rows:
+        by_district.setdefault(row[0].district or "—", []).append(row)
+    districts = [_area_day(d, group, edition) for d, group in sorted(by_district.items())]
+    city = _area_day(CITY_NAME["zh"], [r for r in rows if r[0].point_type != BACKGROUND], edition)
+    return NetworkDay(day=day, edition=edition, stations=rows, districts=districts, city=city)
+
+
 INDEX_ATTRS = ("airQualityIndex", "airQualityLevel", "primaryPollutant", "standard", "period")
 
 
@@ -302,22 +474,53 @@ def expanded_index_fragment(s: StationAqi, names: Mapping[str, str]) -> dict[str
     return out
 
 
-def recompute(session: Session, active: jsonld.ActiveContext, actor: Actor, *, tenant: str | None = None,
-              now: datetime | None = None) -> NetworkAqi:
-    """Compute every station's real-time AQI and write it onto its entity (airQualityIndex, airQualityLevel,
-    primaryPollutant) in one set-based broker batch; audited as one entry."""
-    network = network_aqi(session, active, tenant=tenant, now=now)
+def index_key(s: StationAqi) -> tuple[Any, ...] | None:
+    """What index_fragment() would write, in the form StationAqi.written reads it back from the entity."""
+    f = index_fragment(s)
+    if f is None:
+        return None
+    return (f["airQualityIndex"]["value"], f["airQualityIndex"]["observedAt"],
+            f["airQualityIndex"]["standard"]["value"], f["primaryPollutant"]["value"])
+
+
+def _write_indexes(session: Session, active: jsonld.ActiveContext, network: NetworkAqi, tenant: str | None
+                   ) -> int:
+    """Write the index of every station whose index changed since it was last written (an unchanged index is not
+    rewritten: no history row, no notification); returns how many were written."""
     names = {n: active.expand_term(n) for n in (*INDEX_ATTRS, STATION_TYPE)}
-    fragments = [f for f in (expanded_index_fragment(s, names) for s in network.stations) if f is not None]
+    changed = [s for s in network.stations if index_key(s) is not None and index_key(s) != s.written]
+    fragments = [f for f in (expanded_index_fragment(s, names) for s in changed) if f is not None]
     if fragments:
         res = context.batch_write(session, tenant, "update", fragments)
         if res.errors:  # an entity deleted meanwhile: nothing else is written (the caller's transaction rolls back)
             eid, exc = res.errors[0]
             raise Unprocessable(f"could not write the AQI of {eid}: {exc}")
+    return len(fragments)
+
+
+def recompute(session: Session, active: jsonld.ActiveContext, actor: Actor, *, tenant: str | None = None,
+              now: datetime | None = None) -> NetworkAqi:
+    """Compute every station's real-time AQI and write it onto its entity (airQualityIndex, airQualityLevel,
+    primaryPollutant) where it changed, in one set-based broker batch; audited as one entry."""
+    network = network_aqi(session, active, tenant=tenant, now=now)
+    written = _write_indexes(session, active, network, tenant)
     audit.append(session, actor, "environment.aqi_recomputed", "air_quality_network", tenant or "default",
-                 {"stations": len(network.stations), "written": len(fragments),
+                 {"stations": len(network.stations), "written": written,
                   "city_aqi": network.city.result.aqi if network.city.result else None})
     return network
+
+
+def scheduled_recompute(session: Session, active: jsonld.ActiveContext, actor: Actor, *, tenant: str | None = None,
+                        now: datetime | None = None) -> int:
+    """The scheduled round (runtime.py): like recompute(), but audited only when an index changed, so an idle
+    network does not fill the audit log every few minutes. Returns how many stations' indexes were written."""
+    network = network_aqi(session, active, tenant=tenant, now=now)
+    written = _write_indexes(session, active, network, tenant)
+    if written:
+        audit.append(session, actor, "environment.aqi_recomputed", "air_quality_network", tenant or "default",
+                     {"stations": len(network.stations), "written": written, "scheduled": True,
+                      "city_aqi": network.city.result.aqi if network.city.result else None})
+    return written
 
 
 # --- demo stations -------------------------------------------------------------------------------------
@@ -360,6 +563,25 @@ def upsert_stations(session: Session, active: jsonld.ActiveContext, actor: Actor
                  {"stations": len(expanded), "created": len(res.created)})
     return len(res.created)
 
+
+
+def load_history(session: Session, active: jsonld.ActiveContext, actor: Actor,
+                 series: Mapping[str, Mapping[str, Mapping[datetime, float]]], *, tenant: str | None = None) -> int:
+    """Add past hourly values to station histories (entity → pollutant → observedAt → value) through the broker's
+    temporal service, as POST /temporal/entities/{id}/attrs does: an instance at the same observedAt replaces the
+    stored one, so loading twice changes nothing. One audit entry; returns the instances added."""
+    tid = context.tenant(session, tenant, create=True).id
+    units = {"co": "GP"}
+    added = 0
+    for entity_id, items in series.items():
+        attrs = {active.expand_term(p): [{"type": "Property", "value": v, "unitCode": units.get(p, "GQ"),
+                                          "observedAt": t.astimezone(UTC).isoformat().replace("+00:00", "Z")}
+                                         for t, v in values.items()]
+                 for p, values in items.items() if p in STATION_POLLUTANTS}
+        added += temporal.add_instances(session, tid, entity_id, [active.expand_term(STATION_TYPE)], attrs)
+    audit.append(session, actor, "environment.history_loaded", "air_quality_network", tenant or "default",
+                 {"stations": len(series), "instances": added})
+    return added
 
 
 # --- weather warning signals (see weather.py) -------------------------------------------------------------
