@@ -18,6 +18,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import DataError as DBAPIDataError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
@@ -545,13 +547,12 @@ async def _params(request: Request) -> tuple[dict[str, Any], tuple[str, bytes] |
         ctype = request.headers.get("content-type", "")
         if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             limit = opendata_settings().max_upload_bytes
-            form = await request.form(max_part_size=limit + 1)
-            for k, v in form.multi_items():
-                if isinstance(v, UploadFile):
-                    data = await v.read()
-                    upload = (v.filename or "upload", data)
-                else:
-                    params[k] = v
+            async with request.form(max_part_size=limit + 1) as form:
+                for k, v in form.multi_items():
+                    if isinstance(v, UploadFile):
+                        upload = (v.filename or "upload", await v.read())
+                    else:
+                        params[k] = v  # JSON-valued parameters (fields, filters …) are parsed by the action
         else:
             raw = await request.body()
             if raw.strip():
@@ -603,6 +604,13 @@ def router() -> APIRouter:
             except DomainError as exc:
                 session.rollback()
                 return None, exc
+            except (IntegrityError, DBAPIDataError) as exc:
+                # The database refused a row (duplicate primary key, value out of range): the caller's data is at
+                # fault; the transaction is rolled back whole.
+                session.rollback()
+                detail = str(exc.orig).splitlines()[0][:200] if exc.orig else "the database refused the data"
+                return None, Conflict(f"the data was refused: {detail}",
+                                      errors=[{"field": "records", "message": detail}])
 
         result, error = await run_in_threadpool(execute)
         if error is not None:

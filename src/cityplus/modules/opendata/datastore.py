@@ -27,6 +27,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Double,
+    Integer,
     MetaData,
     Table,
     Text,
@@ -329,7 +330,8 @@ def table_name(res: Resource) -> str:
 
 def table_of(res: Resource) -> Table:
     """The SQLAlchemy table of a resource's DataStore (its own MetaData: never part of migrations)."""
-    cols = [Column("_id", BigInteger, primary_key=True, autoincrement=True)]
+    # INTEGER on SQLite so that _id is the rowid alias (SQLite only auto-numbers "INTEGER PRIMARY KEY")
+    cols = [Column("_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)]
     cols += [Column(f["col"], SQL_TYPES[f["type"]]) for f in res.fields]
     return Table(res.datastore_table or table_name(res), MetaData(), *cols)
 
@@ -610,7 +612,8 @@ def search(session: Session, res: Resource, *, filters: dict[str, Any] | None = 
     order = []
     for name, is_desc in parse_sort(res, sort) if sort else []:
         col = table.c._id if name == "_id" else table.c[column_of(res, name)]
-        order.append(desc(col) if is_desc else asc(col))
+        # NULLs last in both directions, on both databases (their defaults differ)
+        order.append((desc(col) if is_desc else asc(col)).nulls_last())
     if not distinct or "_id" in chosen:
         order.append(table.c._id)
     stmt = stmt.order_by(*order)
