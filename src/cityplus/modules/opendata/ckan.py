@@ -203,7 +203,11 @@ def _apply_resources(call: Call, ds: Dataset, resources: Any) -> None:
             service.update_resource(call.session, call.reader, existing, resource_fields(r, call.base_url))
             keep.add(existing.id)
         else:
-            created = service.add_resource(call.session, call.reader, ds, resource_fields(r, call.base_url))
+            fields = resource_fields(r, call.base_url)
+            if r.get("url_type") == "upload" and isinstance(r.get("url"), str):
+                # a file of another catalogue (a loaded dump): kept as a link to where it lives
+                fields = resource_fields({**r, "url_type": "", "resource_type": "link"}, "")
+            created = service.add_resource(call.session, call.reader, ds, fields)
             keep.add(created.id)
     for res in list(ds.resources):
         if res.id not in keep:
