@@ -51,7 +51,7 @@ MODULE = Module(
               {"zh": "发布和维护本部门的开放数据集", "en": "Publish and maintain own department's datasets"},
               ("department_staff", "department_admin")),
     ),
-    standard_routers=(_ckan,),
+    standard_routers=(_ckan, _dcat),
     templates_dir=_HERE / "templates",
     migrations_dir=_HERE / "migrations",
     models="cityplus.modules.opendata.models",

@@ -399,3 +399,12 @@ def usage(session: Session) -> dict[str, int]:
         "resources": session.scalar(select(func.count()).select_from(Resource).join(Dataset)
                                     .where(published)) or 0,
     }
+
+
+def catalogue_page(session: Session, reader: Reader, page: int, per_page: int) -> tuple[list[Dataset], int]:
+    """One page of the datasets `reader` may see, oldest first (stable paging for harvesters), and the total."""
+    visible = visible_clause(reader)
+    total = session.scalar(select(func.count()).select_from(Dataset).where(visible)) or 0
+    rows = list(session.scalars(select(Dataset).where(visible).order_by(Dataset.created_at, Dataset.id)
+                                .limit(per_page).offset((page - 1) * per_page)))
+    return rows, total
