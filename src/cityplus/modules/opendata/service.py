@@ -158,15 +158,15 @@ def snapshot(ds: Dataset) -> dict[str, Any]:
 
 def create_dataset(session: Session, reader: Reader, fields: DatasetFields, *, demo: bool = False) -> Dataset:
     """A new draft dataset of the caller's department."""
+    if reader.actor is None or PUBLISH not in reader.scopes:
+        raise Forbidden(f"creating datasets needs scope {PUBLISH!r}")
+    if fields.org_code is not None and reader.department != fields.org_code:
+        raise Forbidden(f"you may only publish for your own department ({reader.department or 'none'})",
+                        errors=[{"field": "org_code", "message": "not your department"}])
     missing = [f for f in REQUIRED_ON_CREATE if getattr(fields, f) is None]
     if missing:
         raise Unprocessable("required fields are missing",
                             errors=[{"field": f, "message": "required"} for f in missing])
-    if reader.actor is None or PUBLISH not in reader.scopes:
-        raise Forbidden(f"creating datasets needs scope {PUBLISH!r}")
-    if reader.department != fields.org_code:
-        raise Forbidden(f"you may only publish for your own department ({reader.department or 'none'})",
-                        errors=[{"field": "org_code", "message": "not your department"}])
     identity.get_organisation(session, fields.org_code or "")
     _check_name_free(session, fields.name or "")
     now = utcnow()
