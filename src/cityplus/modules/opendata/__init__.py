@@ -52,6 +52,7 @@ MODULE = Module(
               ("department_staff", "department_admin")),
     ),
     standard_routers=(_ckan, _dcat),
+    page_routers=(_pages,),
     templates_dir=_HERE / "templates",
     migrations_dir=_HERE / "migrations",
     models="cityplus.modules.opendata.models",
