@@ -56,6 +56,7 @@ MODULE = Module(
     templates_dir=_HERE / "templates",
     migrations_dir=_HERE / "migrations",
     models="cityplus.modules.opendata.models",
+    demo_loader=_demo,
     events="cityplus.modules.opendata.events",
     usage=_usage,
     nav=(NavLink("/opendata", {"zh": "开放数据", "en": "Open data"}, area=6),),
