@@ -42,6 +42,8 @@ async def test_dataset_page_preview_quality_and_api_examples(client, browser, hb
     assert "数据质量" in r.text or "质量评分" in r.text
     assert "金牛区" in r.text and "104.05" in r.text  # preview rows
     assert f"resource_id={rid}" in r.text and "ckanapi" in r.text
+    assert r.text.count("<circle") == 2 and r.text.count("<rect") == 3  # map of 2 points, 2 bars (+ map frame)
+    assert "图表与地图" in r.text
     await ok(client, "package_create", hbj, **package("hidden", private=True))
     assert (await browser.get("/opendata/dataset/hidden")).status_code == 404
 

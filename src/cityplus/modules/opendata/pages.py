@@ -80,10 +80,12 @@ def router() -> APIRouter:
     def dataset_page(request: Request, session: Session, reader: Reader, ds: Dataset, *, status: int = 200,
                      errors: dict[str, Msg] | None = None, form: dict[str, Any] | None = None,
                      notice: str | None = None) -> HTMLResponse:
-        preview = None
+        preview = chart = map_ = None
         table = next((res for res in ds.resources if res.datastore_table), None)
         if table is not None and service.can_read_data(reader, ds):
             preview = datastore.search(session, table, limit=PREVIEW_ROWS, include_total=True)
+            chart = chart_of(preview)
+            map_ = map_of(session, table)
         q = quality(ds)
         examples = []
         if table is not None:
@@ -94,7 +96,8 @@ def router() -> APIRouter:
         editable = service.can_edit(reader, ds)
         return render(request, "opendata/dataset.html", {
             "ds": ds, "org": identity.get_organisation(session, ds.org_code), "quality": q,
-            "check_labels": CHECK_LABELS, "preview": preview, "api_examples": examples, "preview_res": table,
+            "check_labels": CHECK_LABELS, "preview": preview, "api_examples": examples, "chart": chart,
+            "map": map_, "preview_res": table,
             "can_read_data": service.can_read_data(reader, ds), "editable": editable,
             "versions": service.versions(session, ds) if editable else [],
             "errors": errors or {}, "form": form or {}, "notice": notice, **_vocab()}, status=status)
@@ -241,6 +244,53 @@ def router() -> APIRouter:
         return redirect(f"/opendata/dataset/{ds.name}", notice="saved")
 
     return r
+
+
+MAP_W, MAP_H, MAP_POINTS = 480, 320, 500
+CHART_W, CHART_H = 480, 200
+
+
+def chart_of(preview: dict[str, Any]) -> dict[str, Any] | None:
+    """Bars of the first numeric field over the preview rows (labelled by the first text field), as SVG geometry."""
+    fields = preview["fields"]
+    skip = set(downloads.LON_NAMES) | set(downloads.LAT_NAMES) | {"_id"}
+    num = next((f["id"] for f in fields if f["type"] in ("int", "numeric") and f["id"].lower() not in skip
+                and "编号" not in f["id"]), None)
+    label = next((f["id"] for f in fields if f["type"] in ("text", "date")), None)
+    values = [(str(r.get(label, "")) if label else str(r["_id"]), r[num]) for r in preview["records"]
+              if num and isinstance(r.get(num), int | float)]
+    if not values:
+        return None
+    top = max(v for _, v in values) or 1
+    width = CHART_W / len(values)
+    bars = [{"x": round(i * width + 1, 1), "w": round(max(width - 2, 1), 1),
+             "h": round(max(v, 0) / top * (CHART_H - 20), 1), "label": lab, "value": v}
+            for i, (lab, v) in enumerate(values)]
+    for b in bars:
+        b["y"] = round(CHART_H - b["h"], 1)
+    return {"field": num, "bars": bars, "w": CHART_W, "h": CHART_H}
+
+
+def map_of(session: Session, res: Any) -> dict[str, Any] | None:
+    """Up to 500 points of a table with longitude/latitude fields, projected into an SVG box."""
+    try:
+        coords = downloads._coordinates(res)
+    except DomainError:
+        return None
+    if coords[0] != "point":
+        return None
+    lon_f, lat_f = res.fields[coords[1]]["id"], res.fields[coords[2]]["id"]
+    rows = datastore.search(session, res, fields=[lon_f, lat_f], limit=MAP_POINTS, include_total=False)["records"]
+    pts = [(float(r[lon_f]), float(r[lat_f])) for r in rows
+           if isinstance(r[lon_f], int | float) and isinstance(r[lat_f], int | float)]
+    if not pts:
+        return None
+    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
+    sx = (MAP_W - 20) / ((x1 - x0) or 1)
+    sy = (MAP_H - 20) / ((y1 - y0) or 1)
+    return {"points": [{"x": round(10 + (x - x0) * sx, 1), "y": round(MAP_H - 10 - (y - y0) * sy, 1)}
+                       for x, y in pts], "w": MAP_W, "h": MAP_H, "n": len(pts)}
 
 
 def _count(ctx: Any, dataset_id: str) -> None:
