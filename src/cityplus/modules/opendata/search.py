@@ -166,8 +166,13 @@ def search(session: Session, visible: ColumnElement[bool], *, q: str = "", filte
     else:
         order = [Dataset.modified_at.desc()]
     sub = ids.subquery()
-    total = session.scalar(select(func.count()).select_from(sub)) or 0
-    page_ids = list(session.scalars(ids.order_by(*order, Dataset.id).limit(rows).offset(start)))
+    # The page and the total in one pass (window count); a separate count only for a page past the end.
+    page = session.execute(ids.add_columns(func.count().over().label("total"))
+                           .order_by(*order, Dataset.id).limit(max(rows, 1)).offset(start)).all()
+    total = int(page[0].total) if page else 0
+    if not page and start:
+        total = session.scalar(select(func.count()).select_from(sub)) or 0
+    page_ids = [r.id for r in page[:rows]]
     by_id = {d.id: d for d in session.scalars(select(Dataset).where(Dataset.id.in_(page_ids)))} if page_ids else {}
     facets: dict[str, dict[str, int]] = {}
     wanted = [f for f in facet_fields if f in FACETS]
