@@ -62,5 +62,7 @@ async def test_sort_and_paging(client, hbj, jiaow) -> None:  # type: ignore[no-u
     assert res["count"] == 4 and res["results"][0]["name"] == "aqi-live" and len(res["results"]) == 2
     res = await ok(client, "package_search", sort="name asc", rows=2, start=2)
     assert [p["name"] for p in res["results"]] == ["metro-flow", "water-quality"]
+    res = await ok(client, "package_search", q="公交", start=100)
+    assert res["count"] == 2 and res["results"] == []  # past the end: the total still counts
     r = await client.get("/api/3/action/package_search", params={"sort": "name; drop table x"})
     assert r.status_code == 400 and r.json()["error"]["__type"] == "Search Query Error"
