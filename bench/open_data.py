@@ -96,11 +96,11 @@ def fill_catalogue(ctx: Any, n: int) -> float:
                                 "grade": 1, "state": "published", "version": 1, "demo": True, "views": 0,
                                 "downloads": rng.randrange(1000), "created_at": now, "modified_at": now,
                                 "published_at": now})
-                term_rows += [{"term": t, "dataset_id": did, "weight": WEIGHTS["title"]} for t in terms[title]]
-                facet_rows += [{"facet": "organization", "value": org, "dataset_id": did},
-                               {"facet": "theme", "value": "area-11", "dataset_id": did},
-                               {"facet": "license_id", "value": "CC-BY-4.0", "dataset_id": did},
-                               {"facet": "opening", "value": "open", "dataset_id": did}]
+                vis = {"org_code": org, "state": "published", "opening": "open", "sharing": "share"}
+                term_rows += [{"term": t, "dataset_id": did, "weight": WEIGHTS["title"], **vis} for t in terms[title]]
+                facet_rows += [{"facet": f, "value": v, "dataset_id": did, **vis}
+                               for f, v in (("organization", org), ("theme", "area-11"), ("license_id", "CC-BY-4.0"),
+                                            ("opening", "open"))]
             s.execute(insert(Dataset), ds_rows)
             s.execute(insert(SearchTerm), term_rows)
             s.execute(insert(FacetValue), facet_rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import Date, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from cityplus.core.db import Base, JSONType, UTCDateTime, utcnow
@@ -101,10 +101,23 @@ class DatasetVersion(Base):
     snapshot: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
 
-class SearchTerm(Base):
+class VisibilityCopy:
+    """The dataset columns the access rules read, copied onto index rows so searches never join the datasets."""
+
+    org_code: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    opening: Mapped[str] = mapped_column(String(16))
+    sharing: Mapped[str] = mapped_column(String(16))
+
+
+class SearchTerm(VisibilityCopy, Base):
     """Inverted index: one segmented term (jieba) of a dataset with its weight (title > keywords > text)."""
 
     __tablename__ = "opendata_search_terms"
+    # Covering: a term's matches, their weights and visibility come from the index alone.
+    __table_args__ = (Index("ix_opendata_search_terms_cover", "term", "state", "opening", "dataset_id", "weight",
+                            "org_code", "sharing"),
+                      {"sqlite_with_rowid": False})  # SQLite: rows live in the primary-key B-tree
 
     term: Mapped[str] = mapped_column(String(64), primary_key=True)
     dataset_id: Mapped[str] = mapped_column(ForeignKey("opendata_datasets.id", ondelete="CASCADE"),
@@ -112,10 +125,13 @@ class SearchTerm(Base):
     weight: Mapped[int] = mapped_column(Integer)
 
 
-class FacetValue(Base):
+class FacetValue(VisibilityCopy, Base):
     """One facet value of a dataset (publisher, theme, format, keyword, licence, opening) for counts and filters."""
 
     __tablename__ = "opendata_facet_values"
+    # Facet counts of a set of matched datasets are read from this index alone.
+    __table_args__ = (Index("ix_opendata_facet_values_cover", "dataset_id", "facet", "value"),
+                      {"sqlite_with_rowid": False})
 
     facet: Mapped[str] = mapped_column(String(16), primary_key=True)
     value: Mapped[str] = mapped_column(String(100), primary_key=True)

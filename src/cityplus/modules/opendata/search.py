@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, desc, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, delete, desc, func, insert, literal, select
+from sqlalchemy.orm import Session, aliased
 
 from cityplus.core.errors import DomainError
 from cityplus.modules.opendata.models import Dataset, FacetValue, SearchTerm
@@ -84,8 +84,9 @@ def index_dataset(session: Session, ds: Dataset) -> None:
     add(" ".join(ds.keywords), WEIGHTS["keyword"])
     add(" ".join(r.name for r in ds.resources), WEIGHTS["resource"])
     add(f"{ds.description_zh} {ds.description_en}", WEIGHTS["text"])
+    vis = {"org_code": ds.org_code, "state": ds.state, "opening": ds.opening, "sharing": ds.sharing}
     if weights:
-        session.execute(insert(SearchTerm), [{"term": t, "dataset_id": ds.id, "weight": w}
+        session.execute(insert(SearchTerm), [{"term": t, "dataset_id": ds.id, "weight": w, **vis}
                                              for t, w in weights.items()])
     facets = {("organization", ds.org_code), ("opening", ds.opening)}
     facets |= {("theme", t) for t in ds.themes}
@@ -93,7 +94,7 @@ def index_dataset(session: Session, ds: Dataset) -> None:
     facets |= {("format", r.format.upper()) for r in ds.resources if r.format}
     if ds.licence:
         facets.add(("license_id", ds.licence))
-    session.execute(insert(FacetValue), [{"facet": f, "value": v, "dataset_id": ds.id} for f, v in facets])
+    session.execute(insert(FacetValue), [{"facet": f, "value": v, "dataset_id": ds.id, **vis} for f, v in facets])
 
 
 def unindex(session: Session, dataset_id: str) -> None:
@@ -135,55 +136,63 @@ def parse_fq(fq: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def search(session: Session, visible: ColumnElement[bool], *, q: str = "", filters: Iterable[tuple[str, str]] = (),
-           facet_fields: Iterable[str] = FACETS, sort: str = "", rows: int = 10, start: int = 0,
-           facet_limit: int = 50) -> SearchResult:
-    """Datasets matching `q` and every filter among those `visible` selects, ranked, with facet counts."""
+def search(session: Session, visible: Callable[[Any], ColumnElement[bool]], *, q: str = "",
+           filters: Iterable[tuple[str, str]] = (), facet_fields: Iterable[str] = FACETS, sort: str = "",
+           rows: int = 10, start: int = 0, facet_limit: int = 50) -> SearchResult:
+    """Datasets matching `q` and every filter among those `visible(model)` selects, ranked, with facet counts.
+
+    Matching, counting and facets read only the index tables (which carry the visibility columns); the datasets
+    table is read for the page, and joined only for sorts on its columns.
+    """
     words = query_words(q)
-    ids = select(Dataset.id).where(visible)
-    score = None
-    if words:
-        matched = (select(SearchTerm.dataset_id.label("did"), func.sum(SearchTerm.weight).label("score"))
-                   .where(SearchTerm.term.in_(words)).group_by(SearchTerm.dataset_id)
-                   .having(func.count() == len(words)).subquery())
-        ids = ids.join(matched, matched.c.did == Dataset.id)
-        score = matched.c.score
-    for facet, value in filters:
-        ids = ids.where(Dataset.id.in_(select(FacetValue.dataset_id).where(FacetValue.facet == facet,
-                                                                           FacetValue.value == value)))
     sort = (sort or "").strip().lower()
     if sort and sort not in SORTS:
         raise SearchQueryError(f"cannot sort by {sort!r}; use one of {', '.join(sorted(SORTS))}")
+    if words:
+        hits = (select(SearchTerm.dataset_id.label("did"), func.sum(SearchTerm.weight).label("score"))
+                .where(SearchTerm.term.in_(words), visible(SearchTerm)).group_by(SearchTerm.dataset_id)
+                .having(func.count() == len(words)))
+    else:  # every visible dataset has exactly one "organization" facet row
+        hits = (select(FacetValue.dataset_id.label("did"), literal(0).label("score"))
+                .where(FacetValue.facet == "organization", visible(FacetValue)))
+    for facet, value in filters:
+        fv = aliased(FacetValue)  # not the outer FacetValue (no correlation)
+        hits = hits.where((SearchTerm.dataset_id if words else FacetValue.dataset_id).in_(
+            select(fv.dataset_id).where(fv.facet == facet, fv.value == value)))
+    matched = hits.subquery()
+    page_q = select(matched.c.did, func.count().over().label("total"))
     order: list[Any]
-    if sort.startswith("metadata_modified"):
-        order = [Dataset.modified_at.desc() if sort.endswith("desc") else Dataset.modified_at.asc()]
-    elif sort in ("popularity desc", "views_recent desc"):
-        order = [desc(Dataset.downloads + Dataset.views)]
-    elif sort.startswith(("title_string", "name")):
-        order = [Dataset.name.asc() if sort.endswith("asc") else Dataset.name.desc()]
-    elif score is not None:
-        order = [desc(score), desc(Dataset.downloads)]
+    if sort.startswith(("metadata_modified", "popularity", "views_recent", "title_string", "name")) or not words:
+        page_q = page_q.join(Dataset, Dataset.id == matched.c.did)
+        if sort.startswith("metadata_modified") or not sort:
+            order = [Dataset.modified_at.asc() if sort.endswith("asc") else Dataset.modified_at.desc()]
+        elif sort in ("popularity desc", "views_recent desc"):
+            order = [desc(Dataset.downloads + Dataset.views)]
+        else:
+            order = [Dataset.name.asc() if sort.endswith("asc") else Dataset.name.desc()]
+        if words and not sort:
+            order = [desc(matched.c.score)]
     else:
-        order = [Dataset.modified_at.desc()]
-    sub = ids.subquery()
-    # The page and the total in one pass (window count); a separate count only for a page past the end.
-    page = session.execute(ids.add_columns(func.count().over().label("total"))
-                           .order_by(*order, Dataset.id).limit(max(rows, 1)).offset(start)).all()
+        order = [desc(matched.c.score)]
+    page = session.execute(page_q.order_by(*order, matched.c.did).limit(max(rows, 1)).offset(start)).all()
     total = int(page[0].total) if page else 0
     if not page and start:
-        total = session.scalar(select(func.count()).select_from(sub)) or 0
-    page_ids = [r.id for r in page[:rows]]
+        total = session.scalar(select(func.count()).select_from(matched)) or 0
+    page_ids = [r.did for r in page[:rows]]
     by_id = {d.id: d for d in session.scalars(select(Dataset).where(Dataset.id.in_(page_ids)))} if page_ids else {}
     facets: dict[str, dict[str, int]] = {}
     wanted = [f for f in facet_fields if f in FACETS]
     if wanted:
-        rows_ = session.execute(
-            select(FacetValue.facet, FacetValue.value, func.count().label("n"))
-            .where(FacetValue.facet.in_(wanted), FacetValue.dataset_id.in_(select(sub.c.id)))
-            .group_by(FacetValue.facet, FacetValue.value).order_by(desc("n"), FacetValue.value))
+        stmt = select(FacetValue.facet, FacetValue.value, func.count().label("n"))
+        if words or filters:  # the matched set is visible already: drive the count from it
+            stmt = (stmt.select_from(matched).join(FacetValue, FacetValue.dataset_id == matched.c.did)
+                    .where(FacetValue.facet.in_(wanted)))
+        else:
+            stmt = stmt.where(FacetValue.facet.in_(wanted), visible(FacetValue))
         for f in wanted:
             facets[f] = {}
-        for f, v, n in rows_:
+        for f, v, n in session.execute(stmt.group_by(FacetValue.facet, FacetValue.value)
+                                       .order_by(desc("n"), FacetValue.value)):
             if len(facets[f]) < facet_limit:
                 facets[f][v] = n
     return SearchResult(count=total, datasets=[by_id[i] for i in page_ids if i in by_id], facets=facets)

@@ -66,16 +66,17 @@ ANONYMOUS = Reader()
 # --- access --------------------------------------------------------------------------------------------------
 
 
-def visible_clause(reader: Reader) -> ColumnElement[bool]:
-    """SQL condition: the datasets whose metadata `reader` may see."""
+def visible_clause(reader: Reader, model: Any = Dataset) -> ColumnElement[bool]:
+    """SQL condition: the datasets whose metadata `reader` may see. `model` is Dataset, or an index table that
+    carries copies of the columns the rule reads (search terms, facet values)."""
     if reader.is_admin:
-        return Dataset.state != "deleted"
-    published = Dataset.state == "published"
-    conds: list[ColumnElement[bool]] = [and_(published, Dataset.opening.in_(("open", "conditional")))]
+        return model.state != "deleted"  # type: ignore[no-any-return]
+    published = model.state == "published"
+    conds: list[ColumnElement[bool]] = [and_(published, model.opening.in_(("open", "conditional")))]
     dept = reader.department
     if dept:
-        conds.append(and_(Dataset.org_code == dept, Dataset.state != "deleted"))
-        conds.append(and_(published, Dataset.opening == "closed", Dataset.sharing.in_(("share", "conditional"))))
+        conds.append(and_(model.org_code == dept, model.state != "deleted"))
+        conds.append(and_(published, model.opening == "closed", model.sharing.in_(("share", "conditional"))))
     return or_(*conds)
 
 
@@ -140,7 +141,7 @@ def list_names(session: Session, reader: Reader, *, limit: int | None = None, of
 
 def search(session: Session, reader: Reader, **kwargs: Any) -> search_index.SearchResult:
     """Full-text search with facets over what `reader` may see (see `search.search` for the parameters)."""
-    return search_index.search(session, visible_clause(reader), **kwargs)
+    return search_index.search(session, lambda model: visible_clause(reader, model), **kwargs)
 
 
 SNAPSHOT_FIELDS = tuple(DatasetFields.model_fields)
