@@ -16,7 +16,8 @@ PARAM_VALUES = {"code": "fgw", "number": "1", "n": "1", "user_id": "1", "token_i
                 "district": "武侯区", "station_id": "urn:ngsi-ld:AirQualityObserved:chengdu-sanwayao",
                 # plan supervision and the inbox: unknown ids, so allowed callers get 404/422, never 401/403
                 "item_id": "999999", "extension_id": "999999", "report_id": "999999", "attachment_id": "999999",
-                "message_id": "999999", "decision": "approve"}
+                "message_id": "999999", "decision": "approve",
+                "fmt": "ttl"}
 
 
 def _fill(path: str) -> str:
@@ -82,3 +83,40 @@ def _is_scope_denial(r) -> bool:  # type: ignore[no-untyped-def]
 
 def _is_csrf(r) -> bool:  # type: ignore[no-untyped-def]
     return "CSRF" in r.text
+
+
+# The CKAN Action API is one public route per path; each action authorises itself (opendata service rules).
+CKAN_WRITES = ["package_create", "package_update", "package_patch", "package_delete", "resource_create",
+               "resource_update", "resource_patch", "resource_delete", "datastore_create", "datastore_upsert",
+               "datastore_delete"]
+CKAN_READS = ["status_show", "package_list", "package_search", "package_show", "resource_show", "organization_list",
+              "organization_show", "group_list", "group_show", "tag_list", "datastore_search"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_ckan_action_matrix(app, client, make_user, token_for) -> None:  # type: ignore[no-untyped-def]
+    publisher = token_for(make_user("department_staff", org="hbj"))
+    r = await client.post("/api/3/action/package_create", headers=publisher, json={
+        "name": "matrix", "title": "矩阵", "owner_org": "hbj", "opening": "open", "sharing": "share"})
+    assert r.status_code == 200, r.text
+    pkg = r.json()["result"]
+    r = await client.post("/api/3/action/datastore_create", headers=publisher, json={
+        "resource": {"package_id": "matrix", "name": "t"}, "fields": [{"id": "a", "type": "int"}]})
+    rid = r.json()["result"]["resource_id"]
+    params = {"id": pkg["id"], "package_id": pkg["id"], "resource_id": rid, "records": [{"a": 1}], "owner_org": "hbj"}
+    callers = {"anonymous": {}} | {role: token_for(make_user(role, org="fgw" if "department" in role else None))
+                                   for role in ROLES}
+    failures = []
+    for action in CKAN_WRITES:
+        for who, headers in callers.items():
+            body = {**params, "id": rid} if action.startswith("resource_") else params
+            r = await client.post(f"/api/3/action/{action}", headers=headers, json=body)
+            if r.status_code != 403 or r.json()["error"]["__type"] != "Authorization Error":
+                failures.append(f"{who} {action}: expected 403 Authorization Error, got {r.status_code}")
+    for action in CKAN_READS:
+        for who, headers in callers.items():
+            body = {**params, "id": rid} if action.startswith("resource_") else params
+            r = await client.post(f"/api/3/action/{action}", headers=headers, json=body)
+            if r.status_code in (401, 403) or r.status_code >= 500:
+                failures.append(f"{who} {action}: public read answered {r.status_code}: {r.text[:200]}")
+    assert not failures, "\n".join(failures)
