@@ -54,6 +54,8 @@ log = structlog.get_logger("cityplus.iot")
 GATEWAY = Actor.system("iot-gateway")
 FORMATS = ("json", "ul")
 CHUNK = 400  # ids per IN (…) list: well under SQLite's and PostgreSQL's parameter limits
+_DEVICES: Table = Device.__table__  # type: ignore[assignment]
+_RECEIPTS: Table = Receipt.__table__  # type: ignore[assignment]
 
 @dataclass
 class Message:
@@ -81,7 +83,7 @@ class Outcome:
     stale: int = 0  # attributes older than the entity's current value (out-of-order), not written
     error: IotError | None = None
     dead_letter_reason: str | None = None
-    device: Device | None = field(default=None, repr=False)
+    device: Any = field(default=None, repr=False)  # the device (its id, tenant, …) when it is known
 
 
 # Dead-letter reasons (also the `reason` label of cityplus_iot_dead_letters_total).
@@ -103,7 +105,7 @@ class _Pending:
 
     msg: Message
     received: datetime
-    device: Device
+    device: Any  # a Device, or a row of its _DEVICE_COLUMNS
     group: ServiceGroup | None
     measurements: list[_Measurement]
     outcome: Outcome
@@ -138,22 +140,21 @@ def ingest_batch(session: Session, rt: IotRuntime, msgs: list[Message], active: 
     if not live:
         return outcomes
     devices = _devices(session, {(m.apikey, m.device_id) for m, _, _ in live})
-    groups = _groups(session, {d.apikey for d in devices.values() if d.apikey})
-    profiles: dict[int, Profile] = {}
+    groups = _groups(session, {m.apikey for m, _, _ in live})
     pending: list[_Pending] = []
     for msg, outcome, received in live:
-        device = devices.get((msg.apikey, msg.device_id))
+        device: Any = devices.get((msg.apikey, msg.device_id))
         group: ServiceGroup | None = None
         try:
             if device is None:
                 with session.begin_nested():  # auto-provisioning, kept even when the message then fails
                     device, group = resolve(session, msg)
                 devices[(msg.apikey, msg.device_id)] = device
+                if group is not None and device.apikey:
+                    groups.setdefault((device.tenant, device.apikey), group)
             else:
                 group = groups.get((device.tenant, device.apikey))
-            profile = profiles.get(device.id)
-            if profile is None:
-                profile = profiles[device.id] = Profile.of(device, group)
+            profile = _profile(session, rt, device, group)
             measurements = _map(msg, device, group, profile, received, active)
         except (IotError, DomainError) as exc:
             _fail(session, rt, msg, outcome, exc, device, received)
@@ -205,7 +206,7 @@ def _too_large(session: Session, rt: IotRuntime, msg: Message, outcome: Outcome,
     _fail(session, rt, msg, outcome, error, device, received)
 
 
-def _fail(session: Session, rt: IotRuntime, msg: Message, outcome: Outcome, exc: Exception, device: Device | None,
+def _fail(session: Session, rt: IotRuntime, msg: Message, outcome: Outcome, exc: Exception, device: Any,
           received: datetime) -> None:
     """File a message as a dead letter under the reason its error names; a known device counts an error."""
     error = exc if isinstance(exc, IotError) else Rejected(
@@ -242,16 +243,38 @@ def _chunks(items: list[Any]) -> list[list[Any]]:
     return [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
 
 
-def _devices(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Device]:
-    """The provisioned devices of these (apikey, device id) pairs."""
-    out: dict[tuple[str, str], Device] = {}
+# What a flush needs of each device: identity, health, the profile's cache key; not the JSON mapping columns.
+_DEVICE_COLUMNS = (Device.id, Device.tenant, Device.apikey, Device.device_id, Device.entity_name, Device.entity_type,
+                   Device.status, Device.last_seen_at, Device.mean_interval, Device.expected_interval,
+                   Device.modified_at)
+
+
+def _devices(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """The provisioned devices of these (apikey, device id) pairs, as rows of _DEVICE_COLUMNS."""
+    out: dict[tuple[str, str], Any] = {}
     apikeys = sorted({k for k, _ in keys})
     for chunk in _chunks(sorted({d for _, d in keys})):
-        for device in session.scalars(select(Device).where(Device.apikey.in_(apikeys),
-                                                           Device.device_id.in_(chunk))):
+        for device in session.execute(select(*_DEVICE_COLUMNS).where(Device.apikey.in_(apikeys),
+                                                                     Device.device_id.in_(chunk))):
             if (device.apikey, device.device_id) in keys:
                 out[(device.apikey, device.device_id)] = device
     return out
+
+
+def _profile(session: Session, rt: IotRuntime, device: Any, group: ServiceGroup | None) -> Profile:
+    """The device's mapping profile, cached per process until the device or its group is modified."""
+    key = (device.modified_at, group.id if group else None, group.modified_at if group else None)
+    cached = rt.profiles.get(device.id)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    full = device if isinstance(device, Device) else session.get(Device, device.id)
+    if full is None:
+        raise DeviceNotFound(f"device {device.device_id[:64]} was removed")
+    profile = Profile.of(full, group)
+    if len(rt.profiles) > 100_000:  # a bound, not an eviction policy: devices are far fewer in practice
+        rt.profiles.clear()
+    rt.profiles[device.id] = (key, profile)
+    return profile
 
 
 def _groups(session: Session, apikeys: set[str]) -> dict[tuple[str, str], ServiceGroup]:
@@ -299,13 +322,13 @@ def _in(error: IotError, where: ServiceGroup | str) -> IotError:
     return error
 
 
-def _parse(msg: Message, device: Device, group: ServiceGroup | None) -> list[payloads.MeasureGroup]:
+def _parse(msg: Message, device: Any, group: ServiceGroup | None) -> list[payloads.MeasureGroup]:
     if msg.object_id is not None:
         return payloads.parse_single(msg.payload, msg.object_id, json_values=msg.fmt == "json")
     return payloads.parse_ultralight(msg.payload) if msg.fmt == "ul" else payloads.parse_json(msg.payload)
 
 
-def _map(msg: Message, device: Device, group: ServiceGroup | None, profile: Profile, received: datetime,
+def _map(msg: Message, device: Any, group: ServiceGroup | None, profile: Profile, received: datetime,
          active: jsonld.ActiveContext) -> list[_Measurement]:
     """The message's observations as expanded entity updates, each with its receipt key; raises when any value
     does not fit its mapping (the whole message is then a dead letter, never half-applied)."""
@@ -415,11 +438,10 @@ def _first_receipts(session: Session, pending: list[_Pending]) -> set[tuple[int,
         return set()
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    fresh: set[tuple[int, str]] = set()
-    for chunk in _chunks(list(rows.values())):
-        stmt = insert(Receipt).values(chunk).on_conflict_do_nothing().returning(Receipt.device_pk, Receipt.key)
-        fresh.update((pk, key) for pk, key in session.execute(stmt))
-    return fresh
+    # One cached statement, executed with many parameter sets: SQLAlchemy's insertmanyvalues turns it into a few
+    # multi-row INSERT … RETURNING statements, without compiling a VALUES list per flush.
+    stmt = insert(_RECEIPTS).on_conflict_do_nothing().returning(_RECEIPTS.c.device_pk, _RECEIPTS.c.key)
+    return {(pk, key) for pk, key in session.execute(stmt, list(rows.values()))}
 
 
 def _observed(session: Session, tenant: str, entity_ids: set[str]) -> dict[str, dict[str, datetime]]:
@@ -461,7 +483,6 @@ def _ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-_DEVICES: Table = Device.__table__  # type: ignore[assignment]
 _SEEN = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values(
     message_count=_DEVICES.c.message_count + bindparam("b_count"), last_seen_at=bindparam("b_last"),
     status="online", offline_at=bindparam("b_offline"), mean_interval=bindparam("b_mean"))

@@ -32,6 +32,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cityplus.core.db import utcnow
+from cityplus.modules.iot import lease
 from cityplus.modules.iot.commands import apply_results
 from cityplus.modules.iot.ingest import Message, dead_letter, ingest_batch
 
@@ -98,6 +99,7 @@ class MqttGateway:
         self.queue: queue.Queue[tuple[mqtt.MQTTMessage, datetime]] = queue.Queue()
         self.subscribed = threading.Event()
         self._stopping = threading.Event()
+        self._renewed = time.monotonic()  # the lease was just taken when the gateway is created
         self._worker = threading.Thread(target=self._work, name="cityplus-iot-mqtt", daemon=True)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=rt.settings.mqtt_client_id,
                                   protocol=mqtt.MQTTv5, manual_ack=True)
@@ -241,3 +243,17 @@ class MqttGateway:
                     measures.append(msg)
             if measures:
                 ingest_batch(session, self.rt, measures, active)
+            self._renew_lease(session)
+
+    def _renew_lease(self, session: Any) -> None:
+        """Renew the gateway's lease in the batch's own transaction when due. Under sustained load on SQLite the
+        worker holds the write lock nearly all the time, and the lease loop's own renewal could wait on it past
+        the lease's expiry (another process would then connect with the same client id)."""
+        ttl = self.rt.settings.mqtt_lease_seconds
+        now = time.monotonic()
+        if now - self._renewed < ttl / 3:
+            return
+        if lease.acquire(session, lease.MQTT_GATEWAY, self.rt.holder, ttl):
+            self._renewed = now
+        else:
+            log.warning("iot_gateway_lease_not_held", holder=self.rt.holder)

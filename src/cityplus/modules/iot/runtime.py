@@ -48,6 +48,8 @@ class IotRuntime:
     mqtt: Any = None  # the MQTT gateway while this process holds its lease (mqtt.MqttGateway)
     holder: str = ""  # this process's lease holder id
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(20, 200))
+    # device pk → ((device modified, group id, group modified), mapping Profile): see ingest._profile
+    profiles: dict[int, tuple[Any, Any]] = field(default_factory=dict)
 
 
 def runtime(ctx: AppContext) -> IotRuntime:
