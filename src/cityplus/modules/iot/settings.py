@@ -31,3 +31,7 @@ class IotSettings(BaseSettings):
                             description="MQTT messages applied (and acknowledged) per transaction at most.")
     batch_ms: float = Field(default=50, ge=0, le=5000,
                             description="Milliseconds an MQTT micro-batch waits for more messages after its first.")
+    simulate_rate: float = Field(default=0, ge=0, le=10_000,
+                                 description="Messages a second of the city simulator inside `cityplus serve`; 0: off.")
+    simulate_faults: bool = Field(default=False, description="The embedded simulator injects device faults.")
+    simulate_seed: int | None = Field(default=None, description="Random seed of the embedded simulator.")
