@@ -475,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
         "yet: the issue's \"→ history row\" is not part of the path measured.",
         "",
         f"Mosquitto alone, QoS 1, one subscriber on this machine (the limit): paho subscriber {lp:,.0f} msg/s; "
-        f"C clients (`mosquitto_pub -l` → `mosquitto_sub`) {lc:,.0f} msg/s ({args.limit_messages:,} messages).",
+        "C clients (`mosquitto_pub -l` → `mosquitto_sub`) "
+        + (f"{lc:,.0f} msg/s" if lc else "not measured (the subscriber did not get every message)")
+        + f" ({args.limit_messages:,} messages).",
         "",
     ]
     text = "\n".join(head + lines)

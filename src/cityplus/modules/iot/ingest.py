@@ -444,9 +444,10 @@ def _first_receipts(session: Session, pending: list[_Pending]) -> set[tuple[int,
     return {(pk, key) for pk, key in session.execute(stmt, list(rows.values()))}
 
 
-def _observed(session: Session, tenant: str, entity_ids: set[str]) -> dict[str, dict[str, datetime]]:
-    """When each attribute of these entities was last observed (observedAt), as stored."""
-    out: dict[str, dict[str, datetime]] = {}
+def _observed(session: Session, tenant: str, entity_ids: set[str]) -> dict[str, dict[str, Any]]:
+    """The stored state the batch is checked against, per entity: when each attribute was last observed
+    (observedAt, as a datetime) or, for one without observedAt (a static attribute), its stored instance."""
+    out: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(sorted(entity_ids)):
         try:
             stored, _ = context.query_entities(session, tenant or None, context.EntityQuery(ids=chunk,
@@ -454,27 +455,43 @@ def _observed(session: Session, tenant: str, entity_ids: set[str]) -> dict[str, 
         except DomainError:  # a tenant not created yet holds nothing
             return out
         for ent in stored:
-            times = out[ent.entity_id] = {}
+            state = out[ent.entity_id] = {}
             for name, attr in ent.attrs.items():
-                at = attr.get("observedAt") if isinstance(attr, dict) else None
-                if at:
-                    times[name] = _ts(at)
+                if not isinstance(attr, dict):
+                    continue  # several instances (datasetId): always written
+                at = attr.get("observedAt")
+                state[name] = _ts(at) if at else _plain(attr)
     return out
 
 
-def _without_stale(entity: dict[str, Any], times: dict[str, datetime], outcome: Outcome) -> dict[str, Any]:
-    """Out-of-order measurements never overwrite a newer current value (they are older observations). `times`
-    follows the batch: it holds the newest observedAt written so far."""
+def _plain(attr: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attr.items() if k not in _SYSTEM}
+
+
+_SYSTEM = frozenset({"createdAt", "modifiedAt"})
+
+
+def _without_stale(entity: dict[str, Any], state: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """What of an update to write: out-of-order measurements never overwrite a newer current value (they are older
+    observations), and a static attribute equal to the stored one is not rewritten (the IoT Agent way sends the
+    statics with every update; rewriting them would rewrite their index rows every time). `state` follows the batch."""
     out = {}
     for name, attr in entity.items():
-        at = attr.get("observedAt") if name not in ("id", "type") and isinstance(attr, dict) else None
+        if name in ("id", "type") or not isinstance(attr, dict):
+            out[name] = attr
+            continue
+        at = attr.get("observedAt")
+        old = state.get(name)
         if at:
             new_at = _ts(at)
-            old_at = times.get(name)
-            if old_at is not None and old_at > new_at:
+            if isinstance(old, datetime) and old > new_at:
                 outcome.stale += 1
                 continue
-            times[name] = new_at
+            state[name] = new_at
+        elif isinstance(old, dict) and old == attr:
+            continue
+        else:
+            state[name] = attr
         out[name] = attr
     return out
 
