@@ -266,6 +266,15 @@ class Store:
                     int(s.scalar(select(func.count()).select_from(Receipt)) or 0),
                     int(s.scalar(select(func.count()).select_from(DeadLetter)) or 0))
 
+    def unpublished_events(self) -> int:
+        from sqlalchemy import func, select
+
+        from cityplus.core.events import EventOutbox
+
+        with self.db.session(readonly=True) as s:
+            return int(s.scalar(select(func.count()).select_from(EventOutbox).where(
+                EventOutbox.published_at.is_(None))) or 0)
+
     def seen(self) -> int:
         from sqlalchemy import func, select
 
@@ -426,6 +435,10 @@ def run_backend(kind: str, args: argparse.Namespace, workdir: Path, port: int) -
             w = step(store, port, apikey, args.devices, min(2000, args.devices * 2), args.devices / min(
                 2000, args.devices * 2) * 2, first)
             first += w["sent"]
+            # Auto-provisioning recorded one event a device: let the relay deliver them before the timed steps.
+            deadline = time.time() + 120
+            while store.unpublished_events() and time.time() < deadline:
+                time.sleep(0.5)
             rates = [float(r) for r in args.rates.split(",")] if args.rates else None
             rate = args.start
             held: float | None = None
