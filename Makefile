@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# Messages a second of the city simulator `make run` starts inside the server (0: none); see docs/modules/iot.md
+SIMULATE_RATE ?= 2
 
 .PHONY: run test lint typecheck bench clean frontend
 
@@ -32,7 +34,7 @@ run: $(VENV)/.installed frontend
 	$(BIN)/cityplus db upgrade
 	$(BIN)/cityplus demo load
 	@echo "CityPlus portal: http://$(HOST):$(PORT)"
-	$(BIN)/cityplus serve --host $(HOST) --port $(PORT)
+	CITYPLUS_IOT_SIMULATE_RATE=$(SIMULATE_RATE) $(BIN)/cityplus serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev frontend
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

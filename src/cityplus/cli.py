@@ -248,3 +248,16 @@ def _add_module_commands() -> None:
 
 
 _add_module_commands()
+
+
+def _add_simulate() -> None:
+    """`cityplus simulate`, the name the city simulator has in issue 6: the iot module's `cityplus iot simulate`."""
+    try:
+        from cityplus.modules.iot.cli import simulate
+    except ImportError:  # a deployment without the device gateway
+        return
+    app.command("simulate", help="Drive the simulated Chengdu device fleet (same as `cityplus iot simulate`).")(
+        simulate)
+
+
+_add_simulate()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.web.conftest import browser  # noqa: F401 - the browser-like client, for the gateway's pages
+
 
 @pytest.fixture
 def operator(make_user, token_for) -> dict[str, str]:  # type: ignore[no-untyped-def]

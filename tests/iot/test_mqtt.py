@@ -232,3 +232,44 @@ async def test_bad_messages_never_wedge_the_queue(client, ctx, operator, apikey)
     assert e["temperature"]["value"] == 30
     letters = (await client.get("/iot/deadletters", headers={**operator, **SVC})).json()
     assert letters["count"] == 3 and {x["reason"] for x in letters["deadletters"]} == {"malformed_payload"}
+
+
+@pytest.fixture
+def batch_window(monkeypatch):  # type: ignore[no-untyped-def]
+    """A long flush window, so that a burst lands in one micro-batch (set before the app starts)."""
+    monkeypatch.setenv("CITYPLUS_IOT_BATCH_MS", "1500")
+
+
+async def test_one_micro_batch_keeps_the_per_message_rules(batch_window, client, ctx, operator, apikey) -> None:  # type: ignore[no-untyped-def]
+    """Messages applied together in one transaction keep every per-message rule: a duplicate in the same batch is
+    applied once, an older observation does not overwrite a newer one, a malformed message becomes a dead letter
+    alone, and device health counts each message."""
+    await gateway_ready(ctx)
+    group = weather_group(apikey, resource="/iot/mqtt")
+    assert (await client.post("/iot/services", json={"services": [group]}, headers={**operator, **SVC})
+            ).status_code == 201
+    topic = f"/ul/{apikey}/%s/attrs"
+    publish([
+        (topic % "b1", "2026-11-24T09:00:00Z|t|20"),
+        (topic % "b1", "2026-11-24T09:00:00Z|t|20"),  # the same measurement again: applied once
+        (topic % "b1", "2026-11-24T08:00:00Z|t|10|h|55"),  # older: t is stale, h is new
+        (topic % "b1", "t|warm"),  # malformed: a dead letter, the others are unaffected
+        (topic % "b2", "2026-11-24T08:30:00Z|t|5"),
+        (f"/ul/{apikey}-nobody/b3/attrs", "t|1"),  # unknown apikey
+    ])
+    base = "/ngsi-ld/v1/entities/urn:ngsi-ld:WeatherObserved:"
+    e = await eventually(client, base + "b2", {**operator, **LD}, lambda e: "temperature" in e)
+    assert e["temperature"]["value"] == 5
+    e = (await client.get(base + "b1", headers={**operator, **LD})).json()
+    assert e["temperature"]["value"] == 20 and e["temperature"]["observedAt"] == "2026-11-24T09:00:00.000Z"
+    assert e["relativeHumidity"]["value"] == 55
+    d = (await client.get("/iot/devices/b1", headers={**operator, **SVC})).json()["health"]
+    assert d["message_count"] == 3 and d["error_count"] == 1 and d["status"] == "online"
+    letters = (await client.get("/iot/deadletters", headers={**operator, **SVC})).json()
+    assert [x["reason"] for x in letters["deadletters"]] == ["malformed_payload"]
+    assert letters["deadletters"][0]["payload"] == "t|warm"
+    unmatched = (await client.get("/iot/deadletters?unmatched=true", headers=operator)).json()
+    assert [x["reason"] for x in unmatched["deadletters"]] == ["unknown_apikey"]
+    metrics = (await client.get("/metrics")).text
+    assert 'cityplus_iot_duplicates_total{transport="mqtt"} 1.0' in metrics
+    assert 'cityplus_iot_measurements_total{transport="mqtt"} 3.0' in metrics

@@ -84,3 +84,56 @@ def test_simulator_faults(ctx, live) -> None:  # type: ignore[no-untyped-def]
     with ctx.db.session(readonly=True) as s:
         letters = s.scalar(select(func.count()).select_from(DeadLetter)) or 0
     assert 1 <= letters <= report.faults["malformed"] and report.results["400"] == letters
+
+
+async def test_embedded_simulator_runs_with_the_server_and_stops_with_it(ctx, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """CITYPLUS_IOT_SIMULATE_RATE (set by `make run`) starts the simulator with the app; it stops with the app."""
+    import asyncio
+
+    from cityplus.api.app import create_app
+    from cityplus.modules.iot.runtime import runtime
+
+    monkeypatch.setenv("CITYPLUS_IOT_SIMULATE_RATE", "200")
+    monkeypatch.setenv("CITYPLUS_IOT_SIMULATE_SEED", "5")
+    application = create_app(ctx=ctx)
+    async with application.router.lifespan_context(application):
+        simulator = runtime(ctx).simulator
+        assert simulator is not None and simulator.thread.is_alive()
+        devices = len(fleet(seed=5))
+        deadline = time.monotonic() + 30
+
+        def online() -> int:
+            with ctx.db.session(readonly=True) as s:
+                return s.scalar(select(func.count()).select_from(Device).where(Device.status == "online")) or 0
+
+        while await asyncio.to_thread(online) < devices:
+            assert time.monotonic() < deadline, f"only {online()} of {devices} simulated devices heard from"
+            await asyncio.sleep(0.2)
+    assert runtime(ctx).simulator is None and not simulator.thread.is_alive()
+    with ctx.db.session(readonly=True) as s:
+        count = s.scalar(select(func.sum(Device.message_count))) or 0
+        entity = context.get_entity(s, None, "urn:ngsi-ld:AirQualityObserved:sim-aq-001")
+    assert "CityPlus simulator" in str(entity.attrs)  # labelled as simulated
+    time.sleep(0.5)
+    with ctx.db.session(readonly=True) as s:
+        assert (s.scalar(select(func.sum(Device.message_count))) or 0) == count  # nothing sent after the stop
+
+
+def test_cityplus_simulate_is_the_top_level_command(ctx, live, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from cityplus.cli import app
+
+    monkeypatch.setenv("CITYPLUS_DATABASE_URL", ctx.settings.database_url)
+    monkeypatch.setenv("CITYPLUS_SECRET_KEY", "x" * 40)
+    monkeypatch.delenv("CITYPLUS_MQTT_URL", raising=False)
+    result = CliRunner().invoke(app, ["simulate", "--rate", "200", "--duration", "1", "--transport", "http",
+                                      "--url", live, "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert "fleet: 35 devices (35 new, 11 new service groups)" in result.output
+    import re
+
+    sent = re.search(r"sent (\d+): 200 × (\d+)\n", result.output)
+    assert sent is not None and sent[1] == sent[2] and int(sent[1]) > 0, result.output
+    with ctx.db.session(readonly=True) as s:
+        assert (s.scalar(select(func.sum(Device.message_count))) or 0) == int(sent[1])

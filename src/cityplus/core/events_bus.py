@@ -77,8 +77,10 @@ class _Claim:
         )
         if db.is_sqlite:
             # No row locks on SQLite, and holding its write lock would block the handlers' transactions;
-            # a second process may then publish a row twice, which receipts and Nats-Msg-Id absorb.
-            with db.session() as session:
+            # a second process may then publish a row twice, which receipts and Nats-Msg-Id absorb. A read-only
+            # (deferred) transaction: BEGIN IMMEDIATE for this SELECT took the write lock every poll and made busy
+            # writers (the device gateway's batches) wait in SQLite's busy handler.
+            with db.session(readonly=True) as session:
                 self.items = [_OutboxItem(*row) for row in session.execute(stmt)]
             return
         self.session = db.sessionmaker()

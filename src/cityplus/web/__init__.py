@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -67,11 +68,28 @@ def find_chart() -> tuple[Path, str] | None:
     return find_vendor("chart.js", "dist/chart.umd.min.js")
 
 
+# Other pinned front-end files, served at /static/vendor/<name> when installed: name → (npm package, file, type).
+# Pages that use one check `vendor_src` and work without it (the device map is a table without Leaflet).
+VENDOR_FILES = {
+    "leaflet.js": ("leaflet", "dist/leaflet.js", "text/javascript"),
+    "leaflet.css": ("leaflet", "dist/leaflet.css", "text/css"),
+}
+
+
+def _vendor_route(path: Path, media_type: str) -> Any:
+    async def serve(request: Request) -> FileResponse:
+        """A pinned front-end file from node_modules."""
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=604800"})
+
+    return serve
+
+
 def _fingerprint(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def build_environment(ctx: AppContext, htmx_src: str | None, chart_src: str | None = None) -> Environment:
+def build_environment(ctx: AppContext, htmx_src: str | None, chart_src: str | None = None,
+                      vendor_src: dict[str, str] | None = None) -> Environment:
     """One Jinja environment over the portal's templates and every module's templates_dir."""
     loaders = [FileSystemLoader(TEMPLATES_DIR), *(FileSystemLoader(d) for d in ctx.registry.template_dirs())]
     env = Environment(loader=ChoiceLoader(loaders), autoescape=True, undefined=StrictUndefined,
@@ -87,6 +105,7 @@ def build_environment(ctx: AppContext, htmx_src: str | None, chart_src: str | No
         static=static,
         htmx_src=htmx_src,
         chart_src=chart_src,
+        vendor_src=vendor_src or {},
         registry=ctx.registry,
         has_plan=any(m.name == "plan" for m in ctx.registry),
         main_nav=[m.nav[0] for m in ctx.registry if m.nav],
@@ -130,9 +149,17 @@ def install(app: FastAPI, ctx: AppContext) -> None:
 
         app.router.routes.append(Route(CHART_URL, chart, methods=["GET", "HEAD"], include_in_schema=False))
         chart_src = f"{CHART_URL}?v={chart_version}"
+    vendor_src = {}
+    for name, (package, file, media_type) in VENDOR_FILES.items():
+        vendored = find_vendor(package, file)
+        if vendored is not None:
+            url = f"/static/vendor/{name}"
+            app.router.routes.append(Route(url, _vendor_route(vendored[0], media_type), methods=["GET", "HEAD"],
+                                           include_in_schema=False))
+            vendor_src[name] = f"{url}?v={vendored[1]}"
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
-    app.state.templates = build_environment(ctx, htmx_src, chart_src)
+    app.state.templates = build_environment(ctx, htmx_src, chart_src, vendor_src)
     app.state.html_error = render_error
     include(app, pages.router())
     for m in ctx.registry:

@@ -22,6 +22,12 @@ def _southbound():  # type: ignore[no-untyped-def]
     return router()
 
 
+def _pages():  # type: ignore[no-untyped-def]
+    from cityplus.modules.iot.pages import router
+
+    return router()
+
+
 def _cli():  # type: ignore[no-untyped-def]
     from cityplus.modules.iot.cli import make_cli
 
@@ -60,6 +66,8 @@ MODULE = Module(
               _STAFF),
     ),
     standard_routers=(_router, _southbound),
+    page_routers=(_pages,),
+    templates_dir=_HERE / "templates",
     migrations_dir=_HERE / "migrations",
     models="cityplus.modules.iot.models",
     events="cityplus.modules.iot.events",
@@ -68,5 +76,6 @@ MODULE = Module(
     stop=_stop,
     usage=_usage,
     depends_on=("context",),
-    nav=(NavLink("/docs#/iot", {"zh": "设备接入接口（IoT Agent）", "en": "Device gateway API (IoT Agent)"}, area=12),),
+    nav=(NavLink("/docs#/iot", {"zh": "设备接入接口（IoT Agent）", "en": "Device gateway API (IoT Agent)"}, area=12),
+         NavLink("/gateway", {"zh": "设备与地图（运维人员）", "en": "Devices and map (operators)"}, area=12)),
 )

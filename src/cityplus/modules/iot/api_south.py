@@ -62,7 +62,7 @@ def _run(request: Request, session: Any, msg: Message, get_cmd: bool = False) ->
         outcome = ingest(session, runtime(ctx), msg, active)
         if outcome.error is not None:
             return _failed(request, outcome.error, outcome.dead_letter_reason)
-        device = outcome.device
+        device = session.get(Device, outcome.device.id) if outcome.device is not None else None
     else:  # a poll for commands without measures
         device = session.scalar(select(Device).where(Device.apikey == msg.apikey, Device.device_id == msg.device_id))
         if device is None:

@@ -7,9 +7,10 @@ Topics (levels after a leading `/`):
   /<apikey>/<device>/attrs[/<object_id>]        JSON when the payload starts with { or [, else Ultralight
   /[json/|ul/]<apikey>/<device>/cmdexe          command results (see commands.py)
 
-Messages are taken from paho's network thread onto a queue; one worker thread applies them in batches (one
-transaction, a savepoint per message) and then sends the PUBACKs in order. When the database fails, the batch is
-retried, never acknowledged unapplied; a message received but not yet acknowledged when the gateway stops is
+Messages are taken from paho's network thread onto a queue; one worker thread collects them into micro-batches
+(flushed at CITYPLUS_IOT_BATCH_SIZE messages or CITYPLUS_IOT_BATCH_MS after the first), applies each batch
+set-based in one transaction (ingest_batch) and then sends the PUBACKs in order. When the database fails, the batch
+is retried, never acknowledged unapplied; a message received but not yet acknowledged when the gateway stops is
 redelivered by the broker on the next connection (same client id, persistent session).
 """
 
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -28,8 +31,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from cityplus.core.db import utcnow
+from cityplus.modules.iot import lease
 from cityplus.modules.iot.commands import apply_results
-from cityplus.modules.iot.ingest import Message, dead_letter, ingest
+from cityplus.modules.iot.ingest import Message, dead_letter, ingest_batch
 
 if TYPE_CHECKING:
     from cityplus.modules.iot.runtime import IotRuntime
@@ -37,7 +42,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("cityplus.iot.mqtt")
 TOPICS = ("/+/+/attrs", "/+/+/attrs/+", "/json/+/+/attrs", "/json/+/+/attrs/+", "/ul/+/+/attrs", "/ul/+/+/attrs/+",
           "/+/+/cmdexe", "/json/+/+/cmdexe", "/ul/+/+/cmdexe")
-BATCH = 200  # messages per transaction under load
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,11 @@ class MqttGateway:
     def __init__(self, rt: IotRuntime, url: str) -> None:
         self.rt = rt
         self.url = urlsplit(url)
-        self.queue: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        # (message, time of arrival): observedAt of measurements without a timestamp, and the health's last seen
+        self.queue: queue.Queue[tuple[mqtt.MQTTMessage, datetime]] = queue.Queue()
         self.subscribed = threading.Event()
         self._stopping = threading.Event()
+        self._renewed = time.monotonic()  # the lease was just taken when the gateway is created
         self._worker = threading.Thread(target=self._work, name="cityplus-iot-mqtt", daemon=True)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=rt.settings.mqtt_client_id,
                                   protocol=mqtt.MQTTv5, manual_ack=True)
@@ -148,32 +154,44 @@ class MqttGateway:
             log.warning("iot_mqtt_disconnected", reason=str(reason))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.queue.put(msg)
+        self.queue.put((msg, utcnow()))
 
     # --- worker thread ---------------------------------------------------------------------------------
 
     def _work(self) -> None:
+        size, wait = self.rt.settings.batch_size, self.rt.settings.batch_ms / 1000
         while not self._stopping.is_set():
             try:
                 first = self.queue.get(timeout=0.2)
             except queue.Empty:
                 continue
+            # A micro-batch: what arrives within `wait` of the first message, up to `size` messages. Under load the
+            # queue is never empty and batches fill at once; when quiet a message waits at most `wait`.
             batch = [first]
-            while len(batch) < BATCH:
+            deadline = time.monotonic() + wait
+            while len(batch) < size:
                 try:
                     batch.append(self.queue.get_nowait())
+                    continue
+                except queue.Empty:
+                    pass
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(self.queue.get(timeout=left))
                 except queue.Empty:
                     break
             self._apply_batch(batch)
 
-    def _apply_batch(self, batch: list[mqtt.MQTTMessage]) -> None:
+    def _apply_batch(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> None:
         if not self._store(batch):
             return  # stopping: left unacknowledged, the broker redelivers the batch
-        for msg in batch:
+        for msg, _ in batch:
             if msg.qos > 0:
                 self.client.ack(msg.mid, msg.qos)
 
-    def _store(self, batch: list[mqtt.MQTTMessage]) -> bool:
+    def _store(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> bool:
         """Apply a batch in one transaction; False when stopping before it could be stored."""
         delay = 0.5
         while True:
@@ -189,7 +207,7 @@ class MqttGateway:
                 if len(batch) > 1:
                     log.warning("iot_mqtt_batch_isolating", messages=len(batch), error=str(exc)[:300])
                     return all(self._store([one]) for one in batch)
-                self._file_poison(batch[0], exc)
+                self._file_poison(batch[0][0], exc)
                 return True
 
     def _file_poison(self, raw: mqtt.MQTTMessage, exc: Exception) -> None:
@@ -204,22 +222,38 @@ class MqttGateway:
         except Exception as again:  # not even the dead letter: log it, never wedge the queue
             log.error("iot_mqtt_dead_letter_failed", topic=raw.topic[:200], exc_info=again)
 
-    def _apply(self, batch: list[mqtt.MQTTMessage]) -> None:
+    def _apply(self, batch: list[tuple[mqtt.MQTTMessage, datetime]]) -> None:
         ctx = self.rt.ctx
         from cityplus.modules.context import service as context_service
 
         active = context_service.core_context(ctx)
+        measures: list[Message] = []
         with ctx.db.session() as session:
-            for raw in batch:
+            for raw, received in batch:
                 topic = parse_topic(raw.topic)
                 payload = bytes(raw.payload)
                 if topic is None:
                     continue  # not a device topic (cannot happen with our subscriptions)
                 msg = Message(transport="mqtt", channel=raw.topic[:512], apikey=topic.apikey,
                               device_id=topic.device_id, fmt=_format(topic.fmt, payload), payload=payload,
-                              object_id=topic.object_id, message_id=_message_id(raw))
+                              object_id=topic.object_id, message_id=_message_id(raw), received=received)
                 if topic.kind == "cmdexe":
                     apply_results(session, self.rt, msg, active)
                 else:
-                    ingest(session, self.rt, msg, active)
+                    measures.append(msg)
+            if measures:
+                ingest_batch(session, self.rt, measures, active)
+            self._renew_lease(session)
 
+    def _renew_lease(self, session: Any) -> None:
+        """Renew the gateway's lease in the batch's own transaction when due. Under sustained load on SQLite the
+        worker holds the write lock nearly all the time, and the lease loop's own renewal could wait on it past
+        the lease's expiry (another process would then connect with the same client id)."""
+        ttl = self.rt.settings.mqtt_lease_seconds
+        now = time.monotonic()
+        if now - self._renewed < ttl / 3:
+            return
+        if lease.acquire(session, lease.MQTT_GATEWAY, self.rt.holder, ttl):
+            self._renewed = now
+        else:
+            log.warning("iot_gateway_lease_not_held", holder=self.rt.holder)

@@ -48,6 +48,9 @@ class IotRuntime:
     mqtt: Any = None  # the MQTT gateway while this process holds its lease (mqtt.MqttGateway)
     holder: str = ""  # this process's lease holder id
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(20, 200))
+    # device pk → ((device modified, group id, group modified), mapping Profile): see ingest._profile
+    profiles: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+    simulator: Any = None  # the embedded city simulator (simulate.EmbeddedSimulator) when CITYPLUS_IOT_SIMULATE_RATE
 
 
 def runtime(ctx: AppContext) -> IotRuntime:
@@ -73,6 +76,11 @@ async def start(ctx: AppContext) -> None:
     if ctx.settings.mqtt_url and rt.settings.mqtt:
         await _hold_gateway(rt)  # at once: a single process connects during start-up
         rt.tasks.append(asyncio.create_task(_gateway_lease_loop(rt), name="cityplus-iot-mqtt-lease"))
+    if rt.settings.simulate_rate > 0 and rt.simulator is None:
+        from cityplus.modules.iot.simulate import EmbeddedSimulator
+
+        rt.simulator = EmbeddedSimulator(rt)
+        rt.simulator.start()
 
 
 async def _hold_gateway(rt: IotRuntime) -> None:
@@ -109,6 +117,9 @@ async def stop(ctx: AppContext) -> None:
     rt = ctx.module_state.get("iot")
     if rt is None:
         return
+    if rt.simulator is not None:
+        simulator, rt.simulator = rt.simulator, None
+        await asyncio.to_thread(simulator.stop)
     for task in rt.tasks:
         task.cancel()
     await asyncio.gather(*rt.tasks, return_exceptions=True)

@@ -27,3 +27,11 @@ class IotSettings(BaseSettings):
     device_rate: float = Field(default=20, gt=0, description="Messages a second one device may send (sustained).")
     device_burst: float = Field(default=200, ge=1, description="Messages one device may send in a burst.")
     receipt_hours: int = Field(default=48, ge=1, description="Hours idempotency receipts are kept.")
+    batch_size: int = Field(default=1000, ge=1, le=20_000,
+                            description="MQTT messages applied (and acknowledged) per transaction at most.")
+    batch_ms: float = Field(default=50, ge=0, le=5000,
+                            description="Milliseconds an MQTT micro-batch waits for more messages after its first.")
+    simulate_rate: float = Field(default=0, ge=0, le=10_000,
+                                 description="Messages a second of the city simulator inside `cityplus serve`; 0: off.")
+    simulate_faults: bool = Field(default=False, description="The embedded simulator injects device faults.")
+    simulate_seed: int | None = Field(default=None, description="Random seed of the embedded simulator.")

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import httpx
+import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,6 +26,10 @@ from cityplus.modules.iot.fleet import KINDS, SimDevice, device_payload, group_p
 from cityplus.modules.iot.models import Device, ServiceGroup
 from cityplus.modules.iot.schemas import DeviceIn, ServiceGroupIn
 
+if TYPE_CHECKING:
+    from cityplus.modules.iot.runtime import IotRuntime
+
+log = structlog.get_logger("cityplus.iot.simulator")
 FAULTS = ("spike", "dropout", "duplicate", "out_of_order", "malformed")
 
 
@@ -120,8 +126,10 @@ class Report:
 
 def run(devices: list[SimDevice], sender: Sender, *, rate: float, duration: float | None = None,
         messages: int | None = None, faults: bool = False, seed: int | None = None,
-        clock: Callable[[], datetime] = utcnow, should_stop: Callable[[], bool] = lambda: False) -> Report:
-    """Send `rate` messages a second, round-robin over the fleet, for `duration` seconds or `messages` messages."""
+        clock: Callable[[], datetime] = utcnow, should_stop: Callable[[], bool] = lambda: False,
+        sleep: Callable[[float], object] = time.sleep) -> Report:
+    """Send `rate` messages a second, round-robin over the fleet, for `duration` seconds or `messages` messages.
+    `sleep` waits between messages (an Event's wait ends it early when the simulator is stopped)."""
     rng = random.Random(seed)
     report = Report()
     start = time.monotonic()
@@ -155,6 +163,101 @@ def run(devices: list[SimDevice], sender: Sender, *, rate: float, duration: floa
                 report.faults[fault] += 1
         wait = start + n / rate - time.monotonic()
         if wait > 0:
-            time.sleep(wait)
+            sleep(wait)
     sender.close()
     return report
+
+
+class DirectSender:
+    """Devices of the embedded simulator: their messages go through the HTTP southbound's ingestion in-process
+    (no HTTP to itself, no port to know), one transaction per message as an HTTP request would be."""
+
+    def __init__(self, rt: IotRuntime) -> None:
+        self.rt = rt
+
+    def send(self, d: SimDevice, payload: bytes) -> str:
+        from cityplus.modules.context import service as context
+        from cityplus.modules.iot.ingest import Message, ingest
+
+        msg = Message(transport="http", channel=d.kind.resource, apikey=d.kind.apikey, device_id=d.device_id,
+                      fmt=d.kind.fmt, payload=payload, resource=d.kind.resource)
+        with self.rt.ctx.db.session() as session:
+            outcome = ingest(session, self.rt, msg, context.core_context(self.rt.ctx))
+        return str(outcome.error.status) if outcome.error is not None else "200"
+
+    def close(self) -> None:
+        return None
+
+
+class EmbeddedSimulator:
+    """The city simulator inside `cityplus serve` (CITYPLUS_IOT_SIMULATE_RATE > 0, as `make run` sets it): one
+    process of a deployment drives the fleet (a lease, like the MQTT gateway's), over MQTT when a broker is
+    configured, else in-process through the HTTP southbound's ingestion. Stops with the server."""
+
+    LEASE = "simulator"
+
+    def __init__(self, rt: IotRuntime) -> None:
+        self.rt = rt
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._main, name="cityplus-iot-simulator", daemon=True)
+        self._renewed = 0.0
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self.stopping.set()
+        self.thread.join(timeout)
+
+    def _hold(self) -> bool:
+        from cityplus.modules.iot import lease
+
+        ttl = self.rt.settings.mqtt_lease_seconds
+        with self.rt.ctx.db.session() as session:
+            held = lease.acquire(session, self.LEASE, self.rt.holder, ttl)
+        self._renewed = time.monotonic()
+        return held
+
+    def _should_stop(self) -> bool:
+        if self.stopping.is_set():
+            return True
+        if time.monotonic() - self._renewed >= self.rt.settings.mqtt_lease_seconds / 3:
+            try:
+                return not self._hold()  # another process took over (this one was stalled past the lease)
+            except Exception as exc:  # database away: keep sending, the next renewal tries again
+                log.warning("iot_simulator_lease_failed", error=str(exc)[:200])
+        return False
+
+    def _main(self) -> None:
+        from cityplus.modules.iot.fleet import fleet
+
+        rt, settings = self.rt, self.rt.settings
+        devices = fleet(settings.simulate_seed)
+        provisioned = False
+        while not self.stopping.is_set():
+            try:
+                if not self._hold():
+                    self.stopping.wait(settings.mqtt_lease_seconds / 3)
+                    continue
+                if not provisioned:
+                    with rt.ctx.db.session() as session:
+                        provision(session, Actor.system("iot-simulator"), "", devices)
+                    provisioned = True
+                sender: Sender = MqttSender(rt.ctx.settings.mqtt_url) if rt.ctx.settings.mqtt_url \
+                    else DirectSender(rt)
+                log.info("iot_simulator_started", rate=settings.simulate_rate, devices=len(devices),
+                         transport="mqtt" if rt.ctx.settings.mqtt_url else "direct")
+                report = run(devices, sender, rate=settings.simulate_rate, faults=settings.simulate_faults,
+                             seed=settings.simulate_seed, should_stop=self._should_stop, sleep=self.stopping.wait)
+                log.info("iot_simulator_stopped", sent=report.sent)
+            except Exception as exc:  # never take the server down: try again a little later
+                log.error("iot_simulator_failed", exc_info=exc)
+                self.stopping.wait(5)
+        if provisioned:
+            try:
+                from cityplus.modules.iot import lease
+
+                with rt.ctx.db.session() as session:
+                    lease.release(session, self.LEASE, rt.holder)
+            except Exception as exc:  # the lease then expires
+                log.warning("iot_simulator_lease_release_failed", error=str(exc)[:200])
