@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import need
 from tests.context.test_subscriptions import Receiver
-from tests.servers import free_port, reachable, wait_ready
+from tests.servers import reachable, serve_processes
 
 pytestmark = [pytest.mark.slow]
 JS = {"Content-Type": "application/json"}
@@ -36,22 +36,10 @@ def test_two_servers_notify_each_change_once(backend: str, db_url: str, tmp_path
     env.update({"CITYPLUS_DATABASE_URL": db_url, "CITYPLUS_SECRET_KEY": "shared-secret-for-test",
                 "CITYPLUS_VAR_DIR": str(tmp_path / "var"), "CITYPLUS_CONTEXT_AUTH": "none",
                 "CITYPLUS_CONTEXT_NOTIFY_POLL": "0.05"})
-    procs, bases, logs = [], [], []
     try:
         subprocess.run([sys.executable, "-m", "cityplus", "db", "upgrade"], cwd=tmp_path, env=env, check=True,
                        capture_output=True)
-        for i in range(2):
-            port = free_port()
-            log = tmp_path / f"server{i}.log"
-            logs.append(log)
-            with log.open("wb") as out:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "cityplus", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                    cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT))
-            bases.append(f"http://127.0.0.1:{port}")
-        for proc, base, log in zip(procs, bases, logs, strict=True):
-            wait_ready(base, proc, log)
-        with httpx.Client(timeout=10) as http:
+        with serve_processes(2, env, tmp_path) as (bases, _logs), httpx.Client(timeout=10) as http:
             entity = {"id": "urn:ngsi-ld:ParkingSpot:jj-1", "type": "ParkingSpot",
                       "free": {"type": "Property", "value": 0}}
             r = http.post(f"{bases[0]}/ngsi-ld/v1/entities", headers=JS, content=json.dumps(entity))
@@ -74,13 +62,6 @@ def test_two_servers_notify_each_change_once(backend: str, db_url: str, tmp_path
         ids = {g["body"]["id"] for g in receiver.received}
         assert len(ids) == n
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         receiver.close()
         if "CITYPLUS_BUS_STREAM" in env:
             from tests.core.test_multiprocess_servers import _delete_stream

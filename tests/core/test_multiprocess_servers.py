@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,7 +23,7 @@ from cityplus.core.events import EventOutbox, EventReceipt
 from cityplus.core.identity import service as identity
 from cityplus.core.modules import ModuleRegistry
 from tests.conftest import need
-from tests.servers import free_port, reachable, wait_ready
+from tests.servers import reachable, serve_processes
 
 pytestmark = [pytest.mark.slow, pytest.mark.nats, pytest.mark.postgres]
 NATS_URL = os.environ.get("CITYPLUS_TEST_NATS_URL", "nats://127.0.0.1:4222")
@@ -64,70 +62,57 @@ def test_two_servers_share_events(db_url: str, tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYPLUS_")}
         env.update({"CITYPLUS_DATABASE_URL": db_url, "CITYPLUS_BUS_URL": NATS_URL, "CITYPLUS_BUS_STREAM": stream,
                     "CITYPLUS_SECRET_KEY": "shared-secret-for-test", "CITYPLUS_VAR_DIR": str(tmp_path / "var")})
-        procs, bases, logs = [], [], []
         try:
-            for i in range(2):
-                port = free_port()
-                log = tmp_path / f"server{i}.log"
-                logs.append(log)
-                with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-                    procs.append(subprocess.Popen(
-                        [sys.executable, "-m", "cityplus", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                        cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT))
-                bases.append(f"http://127.0.0.1:{port}")
-            for proc, base, log in zip(procs, bases, logs, strict=True):
-                wait_ready(base, proc, log)
-            headers = {"Authorization": f"Bearer {secret}"}
-            created = []
-            with httpx.Client(headers=headers, timeout=10) as client:
-                for i in range(40):
-                    name = f"mp.user{i}"
-                    r = client.post(f"{bases[i % 2]}/api/v1/users",
-                                    json={"username": name, "password": "long-enough-1", "role": "citizen"})
-                    assert r.status_code == 201, r.text
-                    created.append(name)
-                    if i % 10 == 9:
-                        time.sleep(0.3)  # bursts, as real traffic comes
-                deadline = time.monotonic() + 30
-                journal: list[dict[str, object]] = []
-                while time.monotonic() < deadline:
-                    r = client.get(f"{bases[1]}/api/v1/events",
-                                   params={"name": "identity.user_changed", "limit": 500})
-                    assert r.status_code == 200, r.text
-                    journal = [e for e in r.json() if e["payload"]["username"] in created]
-                    if len(journal) >= len(created):
-                        break
-                    time.sleep(0.3)
-            names = sorted(e["payload"]["username"] for e in journal)  # type: ignore[index]
-            assert names == sorted(created), "every event reached the journal, none twice"
-            handled_by = {e["handled_by"] for e in journal}
-            assert len(handled_by) == 2, f"both processes share the consumer group: {handled_by}"
-            # Every event recorded (including the seed's, from before the servers started) was published once
-            # and handled once by the journal group.
-            deadline = time.monotonic() + 20
-            while True:
-                with db.session() as session:
-                    unpublished = session.scalar(select(func.count()).where(EventOutbox.published_at.is_(None)))
-                    receipts = session.scalar(
-                        select(func.count()).where(EventReceipt.group == "core.event-journal"))
-                    total = session.scalar(select(func.count()).select_from(EventOutbox))
-                if (unpublished == 0 and receipts == total) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.3)
-            assert unpublished == 0
-            assert receipts == total
-            # Operations: each server logs JSON lines, one per request, carrying the request id.
-            lines = [json.loads(line) for line in logs[0].read_text().splitlines() if line.startswith("{")]
-            requests = [e for e in lines if e.get("event") == "http_request" and e.get("route") == "/api/v1/users"]
-            assert requests and all(len(e["request_id"]) == 32 and e["status"] == 201 for e in requests)
+            with serve_processes(2, env, tmp_path) as (bases, logs):
+                _run(bases, logs, secret, db)
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
             asyncio.run(_delete_stream(stream))
     finally:
         db.dispose()
+
+
+def _run(bases: list[str], logs: list[Path], secret: str, db: Database) -> None:
+    """Users created through both servers; every event in the journal exactly once."""
+    headers = {"Authorization": f"Bearer {secret}"}
+    created = []
+    with httpx.Client(headers=headers, timeout=10) as client:
+        for i in range(40):
+            name = f"mp.user{i}"
+            r = client.post(f"{bases[i % 2]}/api/v1/users",
+                            json={"username": name, "password": "long-enough-1", "role": "citizen"})
+            assert r.status_code == 201, r.text
+            created.append(name)
+            if i % 10 == 9:
+                time.sleep(0.3)  # bursts, as real traffic comes
+        deadline = time.monotonic() + 30
+        journal: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            r = client.get(f"{bases[1]}/api/v1/events",
+                           params={"name": "identity.user_changed", "limit": 500})
+            assert r.status_code == 200, r.text
+            journal = [e for e in r.json() if e["payload"]["username"] in created]
+            if len(journal) >= len(created):
+                break
+            time.sleep(0.3)
+    names = sorted(e["payload"]["username"] for e in journal)  # type: ignore[index]
+    assert names == sorted(created), "every event reached the journal, none twice"
+    handled_by = {e["handled_by"] for e in journal}
+    assert len(handled_by) == 2, f"both processes share the consumer group: {handled_by}"
+    # Every event recorded (including the seed's, from before the servers started) was published once
+    # and handled once by the journal group.
+    deadline = time.monotonic() + 20
+    while True:
+        with db.session() as session:
+            unpublished = session.scalar(select(func.count()).where(EventOutbox.published_at.is_(None)))
+            receipts = session.scalar(
+                select(func.count()).where(EventReceipt.group == "core.event-journal"))
+            total = session.scalar(select(func.count()).select_from(EventOutbox))
+        if (unpublished == 0 and receipts == total) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert unpublished == 0
+    assert receipts == total
+    # Operations: each server logs JSON lines, one per request, carrying the request id.
+    lines = [json.loads(line) for line in logs[0].read_text().splitlines() if line.startswith("{")]
+    requests = [e for e in lines if e.get("event") == "http_request" and e.get("route") == "/api/v1/users"]
+    assert requests and all(len(e["request_id"]) == 32 and e["status"] == 201 for e in requests)

@@ -68,9 +68,11 @@ def find_chart() -> tuple[Path, str] | None:
     return find_vendor("chart.js", "dist/chart.umd.min.js")
 
 
-# Other pinned front-end files, served at /static/vendor/<name> when installed: name → (npm package, file, type).
-# Pages that use one check `vendor_src` and work without it (the device map is a table without Leaflet).
+# The pinned front-end files, served at /static/vendor/<name> when installed: name → (npm package, file, type).
+# Pages that use one check `htmx_src`, `chart_src` or `vendor_src` and work without it (progressive enhancement).
 VENDOR_FILES = {
+    "htmx.min.js": ("htmx.org", "dist/htmx.min.js", "text/javascript"),
+    "chart.umd.min.js": ("chart.js", "dist/chart.umd.min.js", "text/javascript"),
     "leaflet.js": ("leaflet", "dist/leaflet.js", "text/javascript"),
     "leaflet.css": ("leaflet", "dist/leaflet.css", "text/css"),
 }
@@ -124,31 +126,7 @@ def install(app: FastAPI, ctx: AppContext) -> None:
     from cityplus.web import pages
     from cityplus.web.render import render_error
 
-    found = find_htmx()
-    htmx_src = None
-    if found is not None:
-        htmx_path, version = found
-
-        async def htmx(request: Request) -> FileResponse:
-            """The pinned htmx build from node_modules."""
-            return FileResponse(htmx_path, media_type="text/javascript",
-                                headers={"Cache-Control": "public, max-age=604800"})
-
-        # A plain Starlette route (not an API route), registered before the /static mount so it wins.
-        app.router.routes.append(Route(HTMX_URL, htmx, methods=["GET", "HEAD"], include_in_schema=False))
-        htmx_src = f"{HTMX_URL}?v={version}"
-    chart_src = None
-    found_chart = find_chart()
-    if found_chart is not None:  # Chart.js draws the dashboards' charts; without it they show tables only
-        chart_path, chart_version = found_chart
-
-        async def chart(request: Request) -> FileResponse:
-            """The pinned Chart.js build from node_modules."""
-            return FileResponse(chart_path, media_type="text/javascript",
-                                headers={"Cache-Control": "public, max-age=604800"})
-
-        app.router.routes.append(Route(CHART_URL, chart, methods=["GET", "HEAD"], include_in_schema=False))
-        chart_src = f"{CHART_URL}?v={chart_version}"
+    # Plain Starlette routes (not API routes), registered before the /static mount so they win.
     vendor_src = {}
     for name, (package, file, media_type) in VENDOR_FILES.items():
         vendored = find_vendor(package, file)
@@ -157,6 +135,8 @@ def install(app: FastAPI, ctx: AppContext) -> None:
             app.router.routes.append(Route(url, _vendor_route(vendored[0], media_type), methods=["GET", "HEAD"],
                                            include_in_schema=False))
             vendor_src[name] = f"{url}?v={vendored[1]}"
+    htmx_src = vendor_src.get(HTMX_URL.rsplit("/", 1)[1])
+    chart_src = vendor_src.get(CHART_URL.rsplit("/", 1)[1])  # dashboards and station charts; tables without it
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     app.state.templates = build_environment(ctx, htmx_src, chart_src, vendor_src)
