@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
+from cityplus.core import lease
 from cityplus.core.audit import Actor, AuditEntry
 from cityplus.modules.context import service as context
 from cityplus.modules.environment import demo, runtime, service
 from cityplus.modules.environment.settings import EnvironmentSettings
-from cityplus.modules.iot import lease
 
 SID = "urn:ngsi-ld:AirQualityObserved:chengdu-shilidian"
 

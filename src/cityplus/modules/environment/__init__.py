@@ -65,7 +65,7 @@ MODULE = Module(
     demo_loader=_demo,
     start=_start,
     stop=_stop,
-    depends_on=("context", "iot"),  # iot: the database lease of the scheduled recomputation
+    depends_on=("context",),
     nav=(NavLink("/environment/aqi", {"zh": "空气质量指数计算器", "en": "AQI calculator"}, area=11),
          NavLink("/environment/air", {"zh": "实时空气质量", "en": "Air quality now"}, area=11)),
 )

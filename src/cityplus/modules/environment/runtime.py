@@ -1,7 +1,7 @@
 """The scheduled AQI recomputation: once per period across all processes of a deployment.
 
 Every process runs the loop; each round it tries to take or renew the database lease `environment-aqi-recompute`
-(modules/iot/lease.py, compare-and-set in its own short transaction) for two periods (at least a minute). Only
+(core/lease.py, compare-and-set in its own short transaction) for two periods (at least a minute). Only
 the holder recomputes; the others skip the round. When the holder stops it gives the lease up; when it dies the
 lease expires after at most two periods (or a minute) and another process takes over. The recomputation itself
 (service.scheduled_recompute) runs in a second transaction, so a slow one never holds the lease row locked.
@@ -35,7 +35,7 @@ class EnvironmentRuntime:
 
 
 def runtime(ctx: AppContext) -> EnvironmentRuntime:
-    from cityplus.modules.iot.lease import holder_id
+    from cityplus.core.lease import holder_id
 
     state = ctx.module_state.get(STATE)
     if state is None:
@@ -47,9 +47,9 @@ def runtime(ctx: AppContext) -> EnvironmentRuntime:
 def tick(ctx: AppContext, holder: str, period: float) -> int | None:
     """One round: when `holder` holds (or takes) the lease, recompute and write the network's AQI; the number of
     stations whose index changed, or None when another process holds the lease."""
+    from cityplus.core import lease
     from cityplus.modules.context import service as context
     from cityplus.modules.environment import service
-    from cityplus.modules.iot import lease
 
     with ctx.db.session() as session:
         held = lease.acquire(session, LEASE, holder, max(2 * period, MIN_LEASE))
@@ -60,7 +60,7 @@ def tick(ctx: AppContext, holder: str, period: float) -> int | None:
 
 
 def release(ctx: AppContext, holder: str) -> None:
-    from cityplus.modules.iot import lease
+    from cityplus.core import lease
 
     with ctx.db.session() as session:
         lease.release(session, LEASE, holder)
